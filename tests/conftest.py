@@ -1,0 +1,46 @@
+"""Shared fixtures. No test touches the network: providers run in-process (fake) or on loopback (emulator).
+
+PREFECT_HOME and LORAFLOW_HOME point at a fresh temporary directory for the whole session, set before
+Prefect is imported, so no test reads or writes a developer's ~/.prefect or ~/.loraflow.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="loraflow-tests-"))
+os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
+os.environ["LORAFLOW_HOME"] = str(_SESSION_HOME / "loraflow")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# unit tests call tasks outside flow runs; their log records have no run to attach to
+os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
+os.environ.pop("OPENAI_API_KEY", None)
+
+import pytest
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart"
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    """One Prefect test server for the whole session (about 13 s to start); yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def loraflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private LORAFLOW_HOME (registry, emulator state) for one test."""
+    home = tmp_path / "loraflow-home"
+    monkeypatch.setenv("LORAFLOW_HOME", str(home))
+    return home
+
+
+def write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
