@@ -1,0 +1,43 @@
+"""The provider contract against the fake and against the OpenAI adapter on the loopback emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from providers.emulator import EmulatorServer, FaultRule, Timeline
+from providers.fake import FakeProvider
+from providers.openai import OpenAIOptions, OpenAIProvider
+from tests.providers.contract import ProviderContract
+
+
+class TestFakeProvider(ProviderContract):
+    @pytest.fixture
+    def provider(self) -> FakeProvider:
+        return FakeProvider()
+
+    def throttle_get_job(self, provider: FakeProvider) -> None:
+        provider._transient_left["get_job"] = 1
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    fast = Timeline(validating_s=0.05, queued_s=0.05, steps=5, step_s=0.05)
+    with EmulatorServer(api_key="contract-key", timeline=fast) as server:
+        yield server
+
+
+class TestOpenAIOnEmulator(ProviderContract):
+    @pytest.fixture
+    def provider(self, emulator: EmulatorServer) -> OpenAIProvider:
+        client = openai.OpenAI(base_url=emulator.base_url, api_key="contract-key", max_retries=0)
+        return OpenAIProvider(client, OpenAIOptions(file_poll_interval_s=0.02))
+
+    def throttle_get_job(self, provider: OpenAIProvider) -> None:
+        self._emulator.state.faults.add(FaultRule("GET /v1/fine_tuning/jobs/*", "rate_limit", retry_after=0.05))
+
+    @pytest.fixture(autouse=True)
+    def _keep_emulator(self, emulator: EmulatorServer) -> None:
+        self._emulator = emulator
