@@ -1,0 +1,29 @@
+"""Open the configured provider, starting the loopback emulator first when the pipeline asks for it.
+
+The emulator keeps its state under $LORAFLOW_HOME/emulator, so a re-run after a crash finds the files
+and jobs of the earlier run there, just as it would at the real provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from providers import get_provider
+from providers.base import Provider
+from providers.emulator import EmulatorServer
+from tasks.progress import milestone
+from tasks.registry import loraflow_home
+
+EMULATOR = "emulator"
+
+
+@contextmanager
+def open_provider(name: str, options: dict[str, Any], endpoint: str | None) -> Iterator[Provider]:
+    if endpoint != EMULATOR:
+        yield get_provider(name, options, base_url=endpoint)
+        return
+    with EmulatorServer(state_dir=loraflow_home() / "emulator") as server:
+        milestone("prepare", "started the loopback emulator at %s", server.base_url)
+        yield get_provider(name, options, base_url=server.base_url, api_key="loraflow-emulator")

@@ -1,0 +1,1 @@
+"""Data preparation: streaming validation, deterministic split, data report."""

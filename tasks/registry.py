@@ -1,0 +1,127 @@
+"""The registry: what loraflow has uploaded and submitted, recorded before and after each remote call.
+
+SQLAlchemy over SQLite by default (`$LORAFLOW_HOME/registry.db`, LORAFLOW_HOME defaults to ~/.loraflow);
+any SQLAlchemy URL (PostgreSQL for teams) through `registry_url` or LORAFLOW_REGISTRY_URL. Records are
+keyed by target (provider plus endpoint), so an emulator rehearsal never matches a real run. A record
+with an intent but no remote id means a run died around the remote call: the caller asks the provider.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import DateTime, String, UniqueConstraint, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from providers.base import DatasetRef, JobRef, JobState
+
+
+def loraflow_home() -> Path:
+    return Path(os.environ.get("LORAFLOW_HOME") or Path.home() / ".loraflow").expanduser()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class UploadRecord(_Base):
+    __tablename__ = "uploads"
+    __table_args__ = (UniqueConstraint("target", "dataset_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(String(512))
+    dataset_sha256: Mapped[str] = mapped_column(String(64))
+    train_file_id: Mapped[str | None] = mapped_column(String(256))
+    validation_file_id: Mapped[str | None] = mapped_column(String(256))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobRecord(_Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    submission_key: Mapped[str] = mapped_column(String(64), index=True)
+    attempt: Mapped[int]
+    target: Mapped[str] = mapped_column(String(512))
+    base_model: Mapped[str] = mapped_column(String(256))
+    job_id: Mapped[str | None] = mapped_column(String(256))
+    state: Mapped[str | None] = mapped_column(String(32))
+    model_id: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class Registry:
+    """Short transactions over one engine; every method commits before it returns."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        _Base.metadata.create_all(self.engine)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Registry:
+        url = url or os.environ.get("LORAFLOW_REGISTRY_URL")
+        if not url:
+            home = loraflow_home()
+            home.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{home / 'registry.db'}"
+        return cls(url)
+
+    def finished_upload(self, target: str, dataset_sha256: str) -> DatasetRef | None:
+        with Session(self.engine) as session:
+            record = self._upload(session, target, dataset_sha256)
+            if record is None or record.finished_at is None or record.train_file_id is None:
+                return None
+            return DatasetRef(provider=target.partition("@")[0], train_file_id=record.train_file_id,
+                              validation_file_id=record.validation_file_id, sha256=dataset_sha256)
+
+    def upload_started(self, target: str, dataset_sha256: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            if self._upload(session, target, dataset_sha256) is None:
+                session.add(UploadRecord(target=target, dataset_sha256=dataset_sha256))
+
+    def upload_finished(self, target: str, ref: DatasetRef) -> None:
+        with Session(self.engine) as session, session.begin():
+            record = self._upload(session, target, ref.sha256)
+            record.train_file_id = ref.train_file_id
+            record.validation_file_id = ref.validation_file_id
+            record.finished_at = _now()
+
+    @staticmethod
+    def _upload(session: Session, target: str, dataset_sha256: str) -> UploadRecord | None:
+        return session.scalars(select(UploadRecord).where(
+            UploadRecord.target == target, UploadRecord.dataset_sha256 == dataset_sha256)).one_or_none()
+
+    def latest_job(self, submission_key: str) -> JobRecord | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalars(select(JobRecord).where(JobRecord.submission_key == submission_key)
+                                   .order_by(JobRecord.attempt.desc()).limit(1)).one_or_none()
+
+    def job_intended(self, *, idempotency_key: str, submission_key: str, attempt: int, target: str,
+                     base_model: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.add(JobRecord(idempotency_key=idempotency_key, submission_key=submission_key,
+                                  attempt=attempt, target=target, base_model=base_model))
+
+    def job_created(self, job: JobRef) -> None:
+        self._update_job(job.idempotency_key, job_id=job.job_id)
+
+    def job_observed(self, job: JobRef, state: JobState, model_id: str | None = None) -> None:
+        self._update_job(job.idempotency_key, state=state.value, model_id=model_id)
+
+    def _update_job(self, idempotency_key: str, **values: str | None) -> None:
+        with Session(self.engine) as session, session.begin():
+            record = session.scalars(select(JobRecord).where(
+                JobRecord.idempotency_key == idempotency_key)).one()
+            for name, value in values.items():
+                if value is not None:
+                    setattr(record, name, value)

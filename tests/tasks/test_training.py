@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from providers.base import JobState, PreparedDataset, TrainingSpec
+from providers.errors import JobFailed, TransientProviderError
+from providers.fake import FakeOptions, FakeProvider
+from tasks.policy import retry_if_transient
+from tasks.registry import Registry
+from tasks.training import WaitPolicy, poll_job, submission_key, submit_job, upload_dataset, wait_for_job
+from tests.conftest import write_jsonl
+
+SPEC = TrainingSpec(base_model="base-1", epochs=2)
+TARGET = "fake"
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> PreparedDataset:
+    line = json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    path = write_jsonl(tmp_path / "train.jsonl", [line] * 3)
+    return PreparedDataset(train_path=path, sha256="d" * 64, train_examples=3)
+
+
+def key() -> str:
+    return submission_key(TARGET, {}, SPEC, "d" * 64)
+
+
+def calls(provider: FakeProvider, method: str) -> int:
+    return sum(1 for name, _ in provider.calls if name == method)
+
+
+def test_upload_happens_once_per_dataset(registry: Registry, dataset: PreparedDataset) -> None:
+    provider = FakeProvider()
+    first = upload_dataset.fn(provider, dataset, registry, TARGET)
+    second = upload_dataset.fn(provider, dataset, registry, TARGET)
+    assert first == second and calls(provider, "upload") == 1
+    assert upload_dataset.fn(provider, dataset, registry, "fake@elsewhere") != first
+
+
+def test_submit_reattaches_instead_of_creating_again(registry: Registry, dataset: PreparedDataset) -> None:
+    provider = FakeProvider()
+    data = upload_dataset.fn(provider, dataset, registry, TARGET)
+    job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
+    assert submit_job.fn(FakeProvider(), SPEC, data, registry, TARGET, key()) == job
+    assert calls(provider, "create_job") == 1
+
+
+def test_a_crash_around_create_is_resolved_by_asking_the_provider(registry: Registry,
+                                                                   dataset: PreparedDataset) -> None:
+    provider = FakeProvider()
+    data = upload_dataset.fn(provider, dataset, registry, TARGET)
+    # the earlier run recorded its intent, the provider created the job, then the process died
+    registry.job_intended(idempotency_key=f"{key()[:40]}-a1", submission_key=key(), attempt=1, target=TARGET,
+                          base_model=SPEC.base_model)
+    created = provider.create_job(SPEC, data, idempotency_key=f"{key()[:40]}-a1")
+    assert submit_job.fn(provider, SPEC, data, registry, TARGET, key()) == created
+    assert calls(provider, "create_job") == 1 and calls(provider, "find_job") == 1
+    assert registry.latest_job(key()).job_id == created.job_id
+
+
+def test_intent_without_a_remote_job_creates_it_with_the_same_key(registry: Registry,
+                                                                   dataset: PreparedDataset) -> None:
+    provider = FakeProvider()
+    data = upload_dataset.fn(provider, dataset, registry, TARGET)
+    registry.job_intended(idempotency_key="k-a1", submission_key=key(), attempt=1, target=TARGET,
+                          base_model=SPEC.base_model)
+    job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
+    assert job.idempotency_key == "k-a1" and calls(provider, "create_job") == 1
+
+
+def test_a_failed_job_is_retried_as_a_new_attempt(registry: Registry, dataset: PreparedDataset) -> None:
+    provider = FakeProvider(FakeOptions(states=[JobState.FAILED]))
+    data = upload_dataset.fn(provider, dataset, registry, TARGET)
+    first = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
+    with pytest.raises(JobFailed):
+        wait_for_job(provider, first, WaitPolicy(0, 10), registry, poll=poll_job.fn, sleep=lambda s: None)
+    second = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
+    assert second.job_id != first.job_id and second.idempotency_key.endswith("-a2")
+
+
+def test_wait_returns_the_model_and_records_states(registry: Registry, dataset: PreparedDataset) -> None:
+    provider = FakeProvider()
+    data = upload_dataset.fn(provider, dataset, registry, TARGET)
+    job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
+    sleeps: list[float] = []
+    status = wait_for_job(provider, job, WaitPolicy(7, 100), registry, poll=poll_job.fn, sleep=sleeps.append)
+    assert status.state is JobState.SUCCEEDED and status.model.job_id == job.job_id
+    assert sleeps == [7, 7, 7]
+    record = registry.latest_job(key())
+    assert (record.state, record.model_id) == ("succeeded", status.model.model_id)
+
+
+def test_failed_job_carries_the_provider_message(registry: Registry, dataset: PreparedDataset) -> None:
+    provider = FakeProvider(FakeOptions(end_failed="line 3: invalid"))
+    data = upload_dataset.fn(provider, dataset, registry, TARGET)
+    job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
+    with pytest.raises(JobFailed, match="line 3: invalid") as raised:
+        wait_for_job(provider, job, WaitPolicy(0, 100), registry, poll=poll_job.fn, sleep=lambda s: None)
+    assert raised.value.state == "failed"
+
+
+def test_a_job_past_max_wait_is_cancelled(registry: Registry, dataset: PreparedDataset) -> None:
+    provider = FakeProvider(FakeOptions(stall=True))
+    data = upload_dataset.fn(provider, dataset, registry, TARGET)
+    job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
+    with pytest.raises(JobFailed, match="max_wait_s"):
+        wait_for_job(provider, job, WaitPolicy(0, 0), registry, poll=poll_job.fn, sleep=lambda s: None)
+    assert calls(provider, "cancel") == 1
+    assert provider.get_job(job).state is JobState.CANCELLED
+    assert registry.latest_job(key()).state == "cancelled"
+
+
+class _State:
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+    def result(self) -> None:
+        if self.error:
+            raise self.error
+
+
+def test_only_transient_errors_are_retried() -> None:
+    assert retry_if_transient(None, None, _State(TransientProviderError("x", "throttled")))
+    assert not retry_if_transient(None, None, _State(JobFailed("j", "failed", "bad data")))
+    assert not retry_if_transient(None, None, _State(None))
