@@ -1,0 +1,99 @@
+"""The `loraflow` command.
+
+User mistakes (a bad pipeline file, a missing dataset, an unknown provider, bad data) print one line
+and exit 2; a provider refusal or a failed job prints one line and exits 1. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from providers.errors import ConfigError, LoraflowError
+
+# Set before Prefect is imported (lazily, in `run`): no phone-home, and our logger reaches the Prefect UI.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "loraflow")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="LoRA fine-tuning pipelines: prepare, train, prove the gain against the base, promote.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect and check pipeline files.")
+app.add_typer(config_app, name="config")
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(exc: LoraflowError) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+@app.command()
+def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")],
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False) -> None:
+    """Run the finetune pipeline end to end and print the decision and the run directory."""
+    from flows.config import load_pipeline
+
+    try:
+        config = load_pipeline(pipeline)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    from flows.display import RunDisplay, decision_panel
+    from flows.finetune import finetune
+
+    display = RunDisplay(console)
+    logger = logging.getLogger("loraflow")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(display)
+    try:
+        with display:
+            summary = finetune(config)
+    except LoraflowError as exc:
+        raise _fail(exc) from None
+    finally:
+        logger.removeHandler(display)
+    console.print(decision_panel(summary.decision, summary.model_id, str(summary.run_dir)))
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the pipeline file."""
+    from flows.config import pipeline_schema
+
+    typer.echo(json.dumps(pipeline_schema(), indent=2))
+
+
+@config_app.command("check")
+def config_check(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]) -> None:
+    """Validate a pipeline file without running anything."""
+    from flows.config import load_pipeline
+
+    try:
+        config = load_pipeline(pipeline)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"ok: pipeline {config.name!r}, provider {config.provider.name}, data {config.data.path}")
+
+
+@app.command()
+def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+             state_dir: Annotated[Path | None, typer.Option(help="keep files and jobs across restarts")] = None,
+             api_key: Annotated[str | None, typer.Option(help="require this bearer key")] = None,
+             speed: Annotated[float, typer.Option(help="job timeline speed multiplier")] = 1.0) -> None:
+    """Serve the OpenAI fine-tuning API on loopback for offline rehearsals."""
+    from providers.emulator import serve_forever
+
+    console.print(f"emulator: http://127.0.0.1:{port}/v1 (OPENAI_BASE_URL); Ctrl-C stops it")
+    serve_forever(port=port, state_dir=state_dir, api_key=api_key, speed=speed)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,54 @@
+"""The finetune flow: prepare data -> upload -> submit -> wait -> evaluate base vs candidate -> decide."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow
+
+from flows.config import Pipeline
+from providers.base import ModelRef
+from tasks.connection import open_provider
+from tasks.data.prepare import prepare_dataset
+from tasks.evaluation.evaluate import evaluate_models
+from tasks.evaluation.graders import build_grader
+from tasks.evaluation.runner import load_items
+from tasks.gate import Decision, decide_promotion
+from tasks.registry import Registry
+from tasks.rundir import RunDir
+from tasks.training import WaitPolicy, check_spec, submission_key, submit_job, upload_dataset, wait_for_job
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: Path
+    model_id: str
+    decision: Decision
+
+
+@flow(name="finetune")
+def finetune(pipeline: Pipeline) -> RunSummary:
+    config_sha = hashlib.sha256(pipeline.model_dump_json().encode()).hexdigest()
+    run = RunDir.create(pipeline.run_root, pipeline.name, config_sha)
+    registry = Registry.open(pipeline.registry_url)
+    cfg, spec = pipeline.provider, pipeline.training
+    with open_provider(cfg.name, cfg.options, cfg.endpoint) as provider:
+        check_spec(provider, spec)
+        data = prepare_dataset(pipeline.data.path, run, eval_fraction=pipeline.data.eval_fraction,
+                               salt=pipeline.data.split_salt, min_train_examples=pipeline.data.min_train_examples)
+        uploaded = upload_dataset(provider, data, registry, cfg.target)
+        key = submission_key(cfg.target, cfg.options, spec, data.sha256)
+        job = submit_job(provider, spec, uploaded, registry, cfg.target, key)
+        run.record("training", {"provider": cfg.name, "upload": uploaded.model_dump(mode="json"),
+                                "job": job.model_dump(mode="json")})
+        done = wait_for_job(provider, job, WaitPolicy(pipeline.poll.interval_s, pipeline.poll.max_wait_s), registry)
+        run.record("model", done.model.model_dump(mode="json"))
+        graders = {g.key: build_grader(g.name, **g.params) for g in pipeline.eval.graders}
+        base = ModelRef(provider=cfg.name, model_id=spec.base_model, base_model=spec.base_model)
+        results = evaluate_models(provider, base, done.model, load_items(data.eval_path, pipeline.eval.max_items),
+                                  graders, pipeline.eval.decoding, run, concurrency=pipeline.eval.concurrency)
+    decision = decide_promotion(results, list(graders), pipeline.eval.primary_key, run,
+                                alpha=pipeline.gate.alpha, min_delta=pipeline.gate.min_delta)
+    return RunSummary(run_dir=run.root, model_id=done.model.model_id, decision=decision)

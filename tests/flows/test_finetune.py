@@ -1,0 +1,51 @@
+"""End-to-end runs of the finetune flow under one session Prefect server (about 1-3 s per flow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.config import load_pipeline
+from flows.finetune import finetune
+from providers.errors import JobFailed
+from tests.conftest import QUICKSTART
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def pipeline_file(tmp_path: Path, *, provider: dict, **overrides: object) -> Path:
+    config = yaml.safe_load((QUICKSTART / "pipeline.yaml").read_text())
+    config.update(provider=provider, run_root=str(tmp_path / "runs"), **overrides)
+    config["data"]["path"] = str(QUICKSTART / "data" / "bullets.jsonl")
+    config["poll"] = {"interval_s": 0.01, "max_wait_s": 60}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_fake_provider_run_accepts_and_writes_the_lineage(tmp_path: Path, loraflow_home: Path) -> None:
+    summary = finetune(load_pipeline(pipeline_file(tmp_path, provider={"name": "fake"})))
+    assert summary.decision.outcome == "accept"
+    run = summary.run_dir
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest) == {"run", "data", "training", "model", "evaluation", "decision"}
+    assert manifest["training"]["job"]["job_id"] == manifest["model"]["job_id"]
+    outputs = (run / "eval" / "outputs.jsonl").read_text().splitlines()
+    assert len(outputs) == 2 * manifest["evaluation"]["items"]
+    assert {json.loads(line)["role"] for line in outputs} == {"base", "candidate"}
+    assert json.loads((run / "decision.json").read_text())["rules_version"] == "gate-v0"
+
+
+def test_transient_errors_are_retried_by_the_flow(tmp_path: Path, loraflow_home: Path) -> None:
+    provider = {"name": "fake", "options": {"transient_errors": {"get_job": 1, "upload": 1}}}
+    summary = finetune(load_pipeline(pipeline_file(tmp_path, provider=provider)))
+    assert summary.decision.outcome == "accept"
+
+
+def test_a_failed_job_fails_the_flow_with_the_provider_message(tmp_path: Path, loraflow_home: Path) -> None:
+    provider = {"name": "fake", "options": {"end_failed": "training file line 7 is not chat"}}
+    with pytest.raises(JobFailed, match="line 7 is not chat"):
+        finetune(load_pipeline(pipeline_file(tmp_path, provider=provider)))
