@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from prefect.states import Completed, Failed
 
 from providers.base import JobState, PreparedDataset, TrainingSpec
 from providers.errors import JobFailed, TransientProviderError
@@ -118,16 +119,7 @@ def test_a_job_past_max_wait_is_cancelled(registry: Registry, dataset: PreparedD
     assert registry.latest_job(key()).state == "cancelled"
 
 
-class _State:
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-    def result(self) -> None:
-        if self.error:
-            raise self.error
-
-
 def test_only_transient_errors_are_retried() -> None:
-    assert retry_if_transient(None, None, _State(TransientProviderError("x", "throttled")))
-    assert not retry_if_transient(None, None, _State(JobFailed("j", "failed", "bad data")))
-    assert not retry_if_transient(None, None, _State(None))
+    assert retry_if_transient(None, None, Failed(data=TransientProviderError("x", "throttled")))
+    assert not retry_if_transient(None, None, Failed(data=JobFailed("j", "failed", "bad data")))
+    assert not retry_if_transient(None, None, Completed(data=3))
