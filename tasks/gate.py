@@ -16,6 +16,7 @@ import math
 from typing import Literal
 
 from prefect import task
+from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import binomtest
 
@@ -107,5 +108,7 @@ def decide_promotion(results: list[ItemResult], graders: list[str], primary: str
     write_json(run.root / "decision.json", decision.model_dump(mode="json"))
     run.record("decision", {"outcome": decision.outcome, "rules_version": decision.rules_version,
                             "primary": primary, "file": "decision.json"})
+    create_table_artifact(table=[c.model_dump() for c in decision.comparisons], key="eval-comparison",
+                          description=f"{decision.outcome.upper()} ({RULES_VERSION}): {decision.reason}")
     milestone("decide", "decision: %s", decision.outcome.upper())
     return decision

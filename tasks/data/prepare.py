@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 
 from providers.base import PreparedDataset
 from providers.errors import ConfigError, DataError
@@ -54,7 +55,12 @@ def prepare(source: Path, run: RunDir, *, eval_fraction: float, salt: str, min_t
 @task(name="prepare-data", **LOCAL_WORK)
 def prepare_dataset(source: Path, run: RunDir, *, eval_fraction: float, salt: str,
                     min_train_examples: int) -> PreparedDataset:
-    dataset = prepare(source, run, eval_fraction=eval_fraction, salt=salt, min_train_examples=min_train_examples)
+    try:
+        dataset = prepare(source, run, eval_fraction=eval_fraction, salt=salt, min_train_examples=min_train_examples)
+    finally:
+        if (run.root / "report.md").exists():
+            create_markdown_artifact(markdown=(run.root / "report.md").read_text(encoding="utf-8"),
+                                     key="data-report", description=f"data report of {source.name}")
     milestone("prepare", "prepared %d train and %d eval examples from %s", dataset.train_examples,
               dataset.eval_examples, source.name)
     return dataset

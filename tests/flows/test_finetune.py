@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect.artifacts import Artifact
 
 from flows.config import load_pipeline
 from flows.finetune import finetune
@@ -37,6 +38,9 @@ def test_fake_provider_run_accepts_and_writes_the_lineage(tmp_path: Path, lorafl
     assert len(outputs) == 2 * manifest["evaluation"]["items"]
     assert {json.loads(line)["role"] for line in outputs} == {"base", "candidate"}
     assert json.loads((run / "decision.json").read_text())["rules_version"] == "gate-v0"
+    comparison = Artifact.get("eval-comparison")
+    assert comparison.type == "table" and "five_verb_bullets" in comparison.data
+    assert "# Data report: bullets.jsonl" in Artifact.get("data-report").data
 
 
 def test_transient_errors_are_retried_by_the_flow(tmp_path: Path, loraflow_home: Path) -> None:
