@@ -91,7 +91,6 @@ def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765
     """Serve the OpenAI fine-tuning API on loopback for offline rehearsals."""
     from providers.emulator import serve_forever
 
-    console.print(f"emulator: http://127.0.0.1:{port}/v1 (OPENAI_BASE_URL); Ctrl-C stops it")
     serve_forever(port=port, state_dir=state_dir, api_key=api_key, speed=speed)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,32 @@ def write_pipeline(tmp_path: Path, **changes: object) -> Path:
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def test_the_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "flows.cli", "emulator", "--port", str(port),
+                               "--state-dir", str(tmp_path / "emu")], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/health", timeout=1) as response:
+                    assert json.loads(response.read()) == {"status": "ok"}
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the emulator did not answer within 30 s")
+        listing = urllib.request.Request(f"http://127.0.0.1:{port}/v1/files", headers={"Authorization": "Bearer k"})
+        with urllib.request.urlopen(listing, timeout=5) as response:
+            assert json.loads(response.read())["object"] == "list"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+    assert (tmp_path / "emu" / "state.json").is_file()
 
 
 def test_config_schema_prints_json_schema() -> None:
