@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from providers import PROVIDERS
+from providers import PROVIDERS, provider_class
 from providers.base import Decoding, TrainingSpec
 from providers.errors import ConfigError
 from tasks.evaluation.graders import GRADER_NAMES, build_grader
@@ -130,6 +130,11 @@ def load_pipeline(path: Path) -> Pipeline:
     data_path = (path.parent / pipeline.data.path).resolve()
     if not data_path.is_file():
         raise ConfigError(f"{path}: data.path: no such file: {data_path}")
+    options_model = provider_class(pipeline.provider.name).Options
+    try:
+        options_model.model_validate(pipeline.provider.options)
+    except ValidationError as exc:
+        raise ConfigError.from_validation(exc, where=str(path), prefix="provider.options") from None
     for index, grader in enumerate(pipeline.eval.graders):
         try:
             build_grader(grader.name, **grader.params)

@@ -44,6 +44,7 @@ def test_the_quickstart_pipeline_loads_with_paths_resolved() -> None:
     (with_("provider", name="sagemaker"), "provider.name: unknown provider 'sagemaker'; allowed values: fake, openai"),
     (with_("data", eval_fraction=1.5), "data.eval_fraction: input should be less than 1"),
     ({k: v for k, v in BASE.items() if k != "training"}, "training: required key is missing"),
+    (with_("provider", options={"stall": "maybe"}), "provider.options.stall: input should be a valid boolean"),
     (with_("eval", primary="judge"), "eval.primary: 'judge' is not one of the graders; allowed values"),
     (with_("eval", decoding={"temperature": "hot"}), "eval.decoding.temperature"),
     ({**BASE, "name": "Has Spaces"}, "name: string should match pattern"),
