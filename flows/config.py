@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from providers import PROVIDERS, provider_class
-from providers.base import Decoding, TrainingSpec
+from providers.base import TrainingSpec
 from providers.errors import ConfigError
-from tasks.evaluation.graders import GRADER_NAMES, build_grader
+from tasks.data.config import DataConfig
+from tasks.evaluation.config import EvalConfig, GateConfig
+from tasks.evaluation.graders import build_grader
 
 
 class _Section(BaseModel):
@@ -43,59 +45,9 @@ class ProviderConfig(_Section):
         return name
 
 
-class DataConfig(_Section):
-    path: Path = Field(description="chat JSONL in the OpenAI shape, relative to the pipeline file")
-    eval_fraction: float = Field(default=0.2, gt=0, lt=1)
-    split_salt: str = Field(default="loraflow", description="changing it reshuffles the split")
-    min_train_examples: int = Field(default=10, ge=1)
-
-
 class PollConfig(_Section):
     interval_s: float = Field(default=30.0, gt=0)
     max_wait_s: float = Field(default=24 * 3600.0, gt=0, description="cancel the job after this long")
-
-
-class GraderConfig(_Section):
-    name: str = Field(description=f"one of: {', '.join(GRADER_NAMES)}")
-    id: str | None = Field(default=None, description="how results name it; defaults to the name")
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.id or self.name
-
-
-class EvalConfig(_Section):
-    graders: list[GraderConfig] = Field(default_factory=lambda: [GraderConfig(name="exact_match")], min_length=1)
-    primary: str | None = Field(default=None, description="the grader id that decides; defaults to the first")
-    max_items: int | None = Field(default=None, ge=1)
-    concurrency: int = Field(default=4, ge=1, le=64)
-    decoding: Decoding = Field(default_factory=Decoding)
-
-    @field_validator("graders")
-    @classmethod
-    def _unique_ids(cls, graders: list[GraderConfig]) -> list[GraderConfig]:
-        keys = [g.key for g in graders]
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"grader ids must be unique (set `id` to tell them apart), got {keys}")
-        return graders
-
-    @field_validator("primary")
-    @classmethod
-    def _primary_is_a_grader(cls, primary: str | None, info: ValidationInfo) -> str | None:
-        keys = [g.key for g in info.data.get("graders", [])]
-        if primary is not None and keys and primary not in keys:
-            raise ValueError(f"{primary!r} is not one of the graders; allowed values: {keys}")
-        return primary
-
-    @property
-    def primary_key(self) -> str:
-        return self.primary or self.graders[0].key
-
-
-class GateConfig(_Section):
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    min_delta: float = Field(default=0.0, ge=0, le=1, description="smallest pass-rate gain worth accepting")
 
 
 class Pipeline(_Section):

@@ -36,8 +36,7 @@ def finetune(pipeline: Pipeline) -> RunSummary:
     cfg, spec = pipeline.provider, pipeline.training
     with open_provider(cfg.name, cfg.options, cfg.endpoint) as provider:
         check_spec(provider, spec)
-        data = prepare_dataset(pipeline.data.path, run, eval_fraction=pipeline.data.eval_fraction,
-                               salt=pipeline.data.split_salt, min_train_examples=pipeline.data.min_train_examples)
+        data = prepare_dataset(pipeline.data, run)
         uploaded = upload_dataset(provider, data, registry, cfg.target)
         key = submission_key(cfg.target, cfg.options, spec, data.sha256)
         job = submit_job(provider, spec, uploaded, registry, cfg.target, key)

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from providers.base import PreparedDataset
 from providers.errors import ConfigError, DataError
+from tasks.data.config import DataConfig
 from tasks.data.split import SplitWriter
 from tasks.data.validate import ChatFileValidator
 from tasks.policy import LOCAL_WORK
@@ -18,9 +19,9 @@ from tasks.progress import milestone
 from tasks.rundir import RunDir, atomic_write, sha256_file, write_json
 
 
-def prepare(source: Path, run: RunDir, *, eval_fraction: float, salt: str, min_train_examples: int
-            ) -> PreparedDataset:
-    """Validate `source` and split it into the run's data directory; DataError lists every problem."""
+def prepare(config: DataConfig, run: RunDir) -> PreparedDataset:
+    """Validate `config.path` and split it into the run's data directory; DataError lists every problem."""
+    source, eval_fraction, salt = config.path, config.eval_fraction, config.split_salt
     validator = ChatFileValidator(source)
     writer = SplitWriter(run.data_dir, salt=salt, eval_fraction=eval_fraction)
     try:
@@ -36,9 +37,9 @@ def prepare(source: Path, run: RunDir, *, eval_fraction: float, salt: str, min_t
         writer.discard()
         raise DataError(validator.problems)
     paths = writer.commit()
-    if writer.counts["train"] < min_train_examples:
+    if writer.counts["train"] < config.min_train_examples:
         raise ConfigError(f"{source}: {writer.counts['train']} training examples after the split; "
-                          f"data.min_train_examples requires at least {min_train_examples}")
+                          f"data.min_train_examples requires at least {config.min_train_examples}")
     files = {side: sha256_file(path) for side, path in paths.items()}
     dataset = PreparedDataset(
         train_path=paths["train"], eval_path=paths["eval"], train_examples=writer.counts["train"],
@@ -53,16 +54,15 @@ def prepare(source: Path, run: RunDir, *, eval_fraction: float, salt: str, min_t
 
 
 @task(name="prepare-data", **LOCAL_WORK)
-def prepare_dataset(source: Path, run: RunDir, *, eval_fraction: float, salt: str,
-                    min_train_examples: int) -> PreparedDataset:
+def prepare_dataset(config: DataConfig, run: RunDir) -> PreparedDataset:
     try:
-        dataset = prepare(source, run, eval_fraction=eval_fraction, salt=salt, min_train_examples=min_train_examples)
+        dataset = prepare(config, run)
     finally:
         if (run.root / "report.md").exists():
             create_markdown_artifact(markdown=(run.root / "report.md").read_text(encoding="utf-8"),
-                                     key="data-report", description=f"data report of {source.name}")
+                                     key="data-report", description=f"data report of {config.path.name}")
     milestone("prepare", "prepared %d train and %d eval examples from %s", dataset.train_examples,
-              dataset.eval_examples, source.name)
+              dataset.eval_examples, config.path.name)
     return dataset
 
 

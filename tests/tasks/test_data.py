@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from providers.errors import ConfigError, DataError
+from tasks.data.config import DataConfig
 from tasks.data.prepare import prepare
 from tasks.data.split import goes_to_eval
 from tasks.data.validate import ChatFileValidator
@@ -88,15 +89,14 @@ def test_split_is_deterministic_and_order_free(tmp_path: Path) -> None:
 def test_prepare_writes_split_report_and_manifest(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [example(f"q{i}", f"- Do {i}") for i in range(100)])
     run = RunDir.create(tmp_path / "runs", "p", "c" * 64)
-    dataset = prepare(source, run, eval_fraction=0.2, salt="loraflow", min_train_examples=10)
+    dataset = prepare(DataConfig(path=source), run)
     assert dataset.train_examples + dataset.eval_examples == 100
     assert len(dataset.train_path.read_text().splitlines()) == dataset.train_examples
     manifest = run.manifest()
     assert manifest["data"]["train_sha256"] == sha256_file(dataset.train_path)
     assert manifest["data"]["input_sha256"] == sha256_file(source)
     assert json.loads((run.root / "report.json").read_text())["valid_examples"] == 100
-    again = prepare(source, RunDir.create(tmp_path / "runs", "p", "c" * 64), eval_fraction=0.2, salt="loraflow",
-                    min_train_examples=10)
+    again = prepare(DataConfig(path=source), RunDir.create(tmp_path / "runs", "p", "c" * 64))
     assert again.sha256 == dataset.sha256
 
 
@@ -104,7 +104,7 @@ def test_prepare_reports_every_problem_and_leaves_no_split(tmp_path: Path) -> No
     source = write_jsonl(tmp_path / "in.jsonl", [example(), "{bad", example(), "[]"])
     run = RunDir.create(tmp_path / "runs", "p", "c" * 64)
     with pytest.raises(DataError) as raised:
-        prepare(source, run, eval_fraction=0.2, salt="s", min_train_examples=1)
+        prepare(DataConfig(path=source, min_train_examples=1), run)
     assert [(p.line, p.code) for p in raised.value.problems] == [(2, "invalid_json"), (4, "not_object")]
     assert str(raised.value).startswith(f"{source}:2: invalid_json:")
     assert sorted(p.name for p in run.data_dir.iterdir()) == []
@@ -114,5 +114,4 @@ def test_prepare_reports_every_problem_and_leaves_no_split(tmp_path: Path) -> No
 def test_too_few_training_examples(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [example(f"q{i}") for i in range(3)])
     with pytest.raises(ConfigError, match="min_train_examples"):
-        prepare(source, RunDir.create(tmp_path / "r", "p", "c" * 64), eval_fraction=0.2, salt="s",
-                min_train_examples=10)
+        prepare(DataConfig(path=source), RunDir.create(tmp_path / "r", "p", "c" * 64))

@@ -1,0 +1,1 @@
+"""Command groups of the `loraflow` CLI, one module per noun (data, judge, models, ...)."""
