@@ -26,11 +26,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Base(DeclarativeBase):
+class RegistryBase(DeclarativeBase):
+    """Every table of the registry database derives from this (one metadata, one create_all)."""
+
     pass
 
 
-class UploadRecord(_Base):
+class UploadRecord(RegistryBase):
     __tablename__ = "uploads"
     __table_args__ = (UniqueConstraint("target", "dataset_sha256"),)
 
@@ -43,7 +45,7 @@ class UploadRecord(_Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class JobRecord(_Base):
+class JobRecord(RegistryBase):
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -65,7 +67,7 @@ class Registry:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
-        _Base.metadata.create_all(self.engine)
+        RegistryBase.metadata.create_all(self.engine)
 
     @classmethod
     def open(cls, url: str | None = None) -> Registry:
