@@ -130,7 +130,18 @@ class Completion(_Value):
 
 
 @runtime_checkable
-class Provider(Protocol):
+class ChatModel(Protocol):
+    """Anything that answers chat messages: every Provider, and chat-only services used as judges or teachers."""
+
+    name: ClassVar[str]
+
+    def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
+        """One chat completion from a base or tuned model."""
+        ...
+
+
+@runtime_checkable
+class Provider(ChatModel, Protocol):
     """What loraflow needs from a place that trains and serves LoRA fine-tunes.
 
     Every method is synchronous. Errors are raised from the tree in `providers.errors`:

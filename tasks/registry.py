@@ -29,8 +29,6 @@ def _now() -> datetime:
 class RegistryBase(DeclarativeBase):
     """Every table of the registry database derives from this (one metadata, one create_all)."""
 
-    pass
-
 
 class UploadRecord(RegistryBase):
     __tablename__ = "uploads"
