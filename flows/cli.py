@@ -45,9 +45,10 @@ def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]
         config = load_pipeline(pipeline)
     except ConfigError as exc:
         raise _fail(exc) from None
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
     from flows.display import RunDisplay, decision_panel
     from flows.finetune import finetune
+
+    _prefect_console(logging.INFO if verbose else logging.CRITICAL)
 
     display = RunDisplay(console)
     logger = logging.getLogger("loraflow")
@@ -61,6 +62,17 @@ def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]
     finally:
         logger.removeHandler(display)
     console.print(decision_panel(summary.decision, summary.model_id, str(summary.run_dir)))
+
+
+def _prefect_console(level: int) -> None:
+    """Prefect's own console lines would interleave with the progress display; the UI keeps them all."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(level)
 
 
 @config_app.command("schema")

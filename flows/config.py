@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from providers import PROVIDERS, provider_class
 from providers.base import TrainingSpec
 from providers.errors import ConfigError
+from tasks.costs import BudgetConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.evaluation.graders import build_grader
+from tasks.polling import PollConfig
 
 
 class _Section(BaseModel):
@@ -45,11 +47,6 @@ class ProviderConfig(_Section):
         return name
 
 
-class PollConfig(_Section):
-    interval_s: float = Field(default=30.0, gt=0)
-    max_wait_s: float = Field(default=24 * 3600.0, gt=0, description="cancel the job after this long")
-
-
 class Pipeline(_Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="names the run directory")
     provider: ProviderConfig
@@ -58,6 +55,7 @@ class Pipeline(_Section):
     poll: PollConfig = Field(default_factory=PollConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     run_root: Path = Field(default=Path("runs"), description="where run directories go, relative to the "
                                                              "working directory")
     registry_url: str | None = Field(default=None, description="SQLAlchemy URL; default $LORAFLOW_HOME/registry.db")

@@ -11,6 +11,7 @@ from prefect import flow
 from flows.config import Pipeline
 from providers.base import ModelRef
 from tasks.connection import open_provider
+from tasks.costs import budget_gate, record_actual_cost, spend_ceiling
 from tasks.data.prepare import prepare_dataset
 from tasks.evaluation.evaluate import evaluate_models
 from tasks.evaluation.graders import build_grader
@@ -18,7 +19,8 @@ from tasks.evaluation.runner import load_items
 from tasks.gate import Decision, decide_promotion
 from tasks.registry import Registry
 from tasks.rundir import RunDir
-from tasks.training import WaitPolicy, check_spec, submission_key, submit_job, upload_dataset, wait_for_job
+from tasks.training import check_spec, submission_key, submit_job, upload_dataset
+from tasks.wait import wait_for_job
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,14 @@ def finetune(pipeline: Pipeline) -> RunSummary:
     with open_provider(cfg.name, cfg.options, cfg.endpoint) as provider:
         check_spec(provider, spec)
         data = prepare_dataset(pipeline.data, run)
+        estimate = budget_gate(data, cfg.name, spec, pipeline.budget, run)
         uploaded = upload_dataset(provider, data, registry, cfg.target)
         key = submission_key(cfg.target, cfg.options, spec, data.sha256)
         job = submit_job(provider, spec, uploaded, registry, cfg.target, key)
         run.record("training", {"provider": cfg.name, "upload": uploaded.model_dump(mode="json"),
                                 "job": job.model_dump(mode="json")})
-        done = wait_for_job(provider, job, WaitPolicy(pipeline.poll.interval_s, pipeline.poll.max_wait_s), registry)
+        done = wait_for_job(provider, job, pipeline.poll, registry, spend=spend_ceiling(estimate, pipeline.budget))
+        record_actual_cost(run, estimate, done)
         run.record("model", done.model.model_dump(mode="json"))
         graders = {g.key: build_grader(g.name, **g.params) for g in pipeline.eval.graders}
         base = ModelRef(provider=cfg.name, model_id=spec.base_model, base_model=spec.base_model)

@@ -46,6 +46,8 @@ class PreparedDataset(_Value):
     sha256: str = Field(description="sha256 over the prepared train and eval files; keys uploads and jobs")
     train_examples: int
     eval_examples: int = 0
+    train_tokens: int | None = Field(default=None, description="billable tokens of one pass over train_path, "
+                                                               "counted with the target model's tokenizer")
 
 
 class DatasetRef(_Value):

@@ -7,8 +7,9 @@
     │   ├── TransientProviderError   throttled, timed out, 5xx, connection dropped: retry with backoff
     │   ├── PermanentProviderError   auth, quota, rejected request or data: stop and tell a person
     │   └── UnexpectedProviderResponse  a status or shape we do not know: stop, it is a bug to file
-    └── JobFailed                    the remote job ended FAILED or CANCELLED; carries the vendor message
-                                     and whether the data was at fault
+    ├── JobFailed                    the remote job ended FAILED or CANCELLED; carries the vendor message
+    │                                and whether the data was at fault
+    └── ApprovalDeclined             a person refused (or did not answer) an approval the run asked for
 
 Each provider translates its SDK's exceptions into this tree at one boundary (a context manager in
 its module). Flows and tasks never import a vendor exception; Prefect retries only
@@ -120,3 +121,7 @@ class JobFailed(LoraflowError):
         self.data_at_fault = data_at_fault
         blame = " (the provider blamed the training data)" if data_at_fault else ""
         super().__init__(f"job {job_id} ended {state}: {message or 'no message from the provider'}{blame}")
+
+
+class ApprovalDeclined(LoraflowError):
+    """A person refused, or did not answer in time, an approval the pipeline asked for."""

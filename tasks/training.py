@@ -1,4 +1,4 @@
-"""Training: upload once, submit once per idempotency key, wait for the job to end.
+"""Training: upload once, submit once per idempotency key (waiting lives in tasks/wait.py).
 
 Nothing is paid twice. Uploads are keyed by (provider, prepared-data sha256); jobs by a submission key
 over data + spec + provider options + provider + base model. Both are recorded before and after the
@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
 
-from providers.base import DatasetRef, JobRef, JobState, JobStatus, PreparedDataset, Provider, TrainingSpec
-from providers.errors import JobFailed, UnexpectedProviderResponse
+from providers.base import DatasetRef, JobRef, JobState, PreparedDataset, Provider, TrainingSpec
 from tasks.policy import PROVIDER_CALL
-from tasks.progress import milestone, progress
+from tasks.progress import milestone
 from tasks.registry import Registry
 
 _RETRYABLE_END = (JobState.FAILED, JobState.CANCELLED)
@@ -81,62 +77,3 @@ def submit_job(provider: Provider, spec: TrainingSpec, data: DatasetRef, registr
     registry.job_created(job)
     milestone("submit", "created job %s (attempt %d)", job.job_id, attempt)
     return job
-
-
-# Each poll is its own short task so a transient error retries one observation, not the whole wait;
-# NO_CACHE (in PROVIDER_CALL) because a poll must always ask the provider afresh.
-@task(name="poll", **PROVIDER_CALL)
-def poll_job(provider: Provider, job: JobRef) -> JobStatus:
-    return provider.get_job(job)
-
-
-@dataclass(frozen=True)
-class WaitPolicy:
-    interval_s: float
-    max_wait_s: float
-
-
-def wait_for_job(provider: Provider, job: JobRef, policy: WaitPolicy, registry: Registry, *,
-                 poll: Callable[[Provider, JobRef], JobStatus] = poll_job,
-                 sleep: Callable[[float], None] = time.sleep) -> JobStatus:
-    """Poll until the job ends. Returns the SUCCEEDED status (with its model); raises JobFailed otherwise.
-
-    Past `max_wait_s` the job is cancelled, so a stuck job stops billing.
-    """
-    deadline = time.monotonic() + policy.max_wait_s
-    last_state: JobState | None = None
-    while True:
-        status = poll(provider, job)
-        if status.state is not last_state:
-            registry.job_observed(job, status.state, status.model.model_id if status.model else None)
-            last_state = status.state
-        _report(status)
-        if status.state.is_terminal:
-            return _outcome(status)
-        if time.monotonic() >= deadline:
-            provider.cancel(job)
-            registry.job_observed(job, JobState.CANCELLED)
-            raise JobFailed(job.job_id, JobState.CANCELLED.value,
-                            f"still {status.state.value} after poll.max_wait_s={policy.max_wait_s:g}; "
-                            "loraflow cancelled it")
-        sleep(policy.interval_s)
-
-
-def _report(status: JobStatus) -> None:
-    loss = status.metrics.get("train_loss")
-    detail = f" loss={loss:.3f}" if loss is not None else ""
-    if status.step is not None:
-        progress("train", status.step, status.total_steps, "%s step %s/%s%s", status.state.value, status.step,
-                 status.total_steps or "?", detail)
-    else:
-        progress("train", 0, status.total_steps, "%s (%s)", status.state.value, status.vendor_state)
-
-
-def _outcome(status: JobStatus) -> JobStatus:
-    if status.state is not JobState.SUCCEEDED:
-        raise JobFailed(status.job.job_id, status.state.value, status.message, data_at_fault=status.data_at_fault)
-    if status.model is None:
-        raise UnexpectedProviderResponse(status.job.provider,
-                                         f"job {status.job.job_id} succeeded without a model id")
-    milestone("train", "job %s succeeded: model %s", status.job.job_id, status.model.model_id)
-    return status

@@ -115,7 +115,7 @@ def test_rerun_after_a_kill_creates_no_second_upload_or_job(tmp_path: Path, pref
     timeline = Timeline(validating_s=2.0, queued_s=0.5, steps=10, step_s=0.1)
     with EmulatorServer(api_key="resume-key", timeline=timeline) as emulator:
         path = write_pipeline(tmp_path, provider={"name": "openai", "endpoint": emulator.base_url},
-                              eval__max_items=20, poll={"interval_s": 0.2, "max_wait_s": 120})
+                              eval__max_items=20, poll={"min_interval_s": 0.2, "max_interval_s": 1, "max_wait_s": 120})
         env = cli_env(prefect_api, tmp_path / "home", OPENAI_API_KEY="resume-key")
         first = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(path)], env=env, cwd=tmp_path,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import yaml
 from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.flow_runs import resume_flow_run
 
 from flows.config import load_pipeline
 from flows.finetune import finetune
@@ -21,7 +28,7 @@ def pipeline_file(tmp_path: Path, *, provider: dict, **overrides: object) -> Pat
     config = yaml.safe_load((QUICKSTART / "pipeline.yaml").read_text())
     config.update(provider=provider, run_root=str(tmp_path / "runs"), **overrides)
     config["data"]["path"] = str(QUICKSTART / "data" / "bullets.jsonl")
-    config["poll"] = {"interval_s": 0.01, "max_wait_s": 60}
+    config["poll"] = {"min_interval_s": 0.01, "max_interval_s": 0.05, "max_wait_s": 60}
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -32,7 +39,7 @@ def test_fake_provider_run_accepts_and_writes_the_lineage(tmp_path: Path, lorafl
     assert summary.decision.outcome == "accept"
     run = summary.run_dir
     manifest = json.loads((run / "manifest.json").read_text())
-    assert set(manifest) == {"run", "data", "training", "model", "evaluation", "decision"}
+    assert set(manifest) == {"run", "data", "cost", "training", "model", "evaluation", "decision"}
     assert manifest["training"]["job"]["job_id"] == manifest["model"]["job_id"]
     outputs = (run / "eval" / "outputs.jsonl").read_text().splitlines()
     assert len(outputs) == 2 * manifest["evaluation"]["items"]
@@ -53,3 +60,29 @@ def test_a_failed_job_fails_the_flow_with_the_provider_message(tmp_path: Path, l
     provider = {"name": "fake", "options": {"end_failed": "training file line 7 is not chat"}}
     with pytest.raises(JobFailed, match="line 7 is not chat"):
         finetune(load_pipeline(pipeline_file(tmp_path, provider=provider)))
+
+
+def paused_run_id(timeout_s: float = 60) -> UUID:
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_run_filter=paused)
+            if runs:
+                return runs[0].id
+            time.sleep(0.2)
+    raise AssertionError("no flow run paused for approval")
+
+
+def test_a_cost_above_the_threshold_waits_for_approval(tmp_path: Path, loraflow_home: Path) -> None:
+    pipeline = load_pipeline(pipeline_file(tmp_path, provider={"name": "fake"},
+                                           budget={"approve_above_usd": 0, "approval_poll_s": 1}))
+    outcome: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=finetune(pipeline)))
+    runner.start()
+    resume_flow_run(paused_run_id(), run_input={"approve": True, "reviewer": "ana", "note": "ok"})
+    runner.join(timeout=120)
+    summary = outcome["summary"]
+    assert summary.decision.outcome == "accept"
+    cost = json.loads((summary.run_dir / "manifest.json").read_text())["cost"]
+    assert cost["approval"]["reviewer"] == "ana"

@@ -11,7 +11,9 @@ from providers.errors import JobFailed, TransientProviderError
 from providers.fake import FakeOptions, FakeProvider
 from tasks.policy import retry_if_transient
 from tasks.registry import Registry
-from tasks.training import WaitPolicy, poll_job, submission_key, submit_job, upload_dataset, wait_for_job
+from tasks.polling import PollConfig
+from tasks.training import submission_key, submit_job, upload_dataset
+from tasks.wait import JobWatcher, poll_job
 from tests.conftest import write_jsonl
 
 SPEC = TrainingSpec(base_model="base-1", epochs=2)
@@ -32,6 +34,28 @@ def dataset(tmp_path: Path) -> PreparedDataset:
 
 def key() -> str:
     return submission_key(TARGET, {}, SPEC, "d" * 64)
+
+
+class _Silent:
+    def event(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def observed(self, *args: object) -> None:
+        pass
+
+
+def watcher(registry: Registry, sleeps: list[float] | None = None, **config: float) -> JobWatcher:
+    """A watcher with no real sleeping: the clock advances by exactly what it sleeps."""
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        if sleeps is not None:
+            sleeps.append(seconds)
+
+    settings = {"min_interval_s": 7, "max_interval_s": 7, "jitter": 0, **config}
+    return JobWatcher(PollConfig(**settings), registry, poll=poll_job.fn, sleep=sleep, clock=lambda: clock[0],
+                      report=_Silent())
 
 
 def calls(provider: FakeProvider, method: str) -> int:
@@ -82,7 +106,7 @@ def test_a_failed_job_is_retried_as_a_new_attempt(registry: Registry, dataset: P
     data = upload_dataset.fn(provider, dataset, registry, TARGET)
     first = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
     with pytest.raises(JobFailed):
-        wait_for_job(provider, first, WaitPolicy(0, 10), registry, poll=poll_job.fn, sleep=lambda s: None)
+        watcher(registry).wait(provider, first)
     second = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
     assert second.job_id != first.job_id and second.idempotency_key.endswith("-a2")
 
@@ -92,7 +116,7 @@ def test_wait_returns_the_model_and_records_states(registry: Registry, dataset: 
     data = upload_dataset.fn(provider, dataset, registry, TARGET)
     job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
     sleeps: list[float] = []
-    status = wait_for_job(provider, job, WaitPolicy(7, 100), registry, poll=poll_job.fn, sleep=sleeps.append)
+    status = watcher(registry, sleeps).wait(provider, job)
     assert status.state is JobState.SUCCEEDED and status.model.job_id == job.job_id
     assert sleeps == [7, 7, 7]
     record = registry.latest_job(key())
@@ -104,7 +128,7 @@ def test_failed_job_carries_the_provider_message(registry: Registry, dataset: Pr
     data = upload_dataset.fn(provider, dataset, registry, TARGET)
     job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
     with pytest.raises(JobFailed, match="line 3: invalid") as raised:
-        wait_for_job(provider, job, WaitPolicy(0, 100), registry, poll=poll_job.fn, sleep=lambda s: None)
+        watcher(registry).wait(provider, job)
     assert raised.value.state == "failed"
 
 
@@ -113,7 +137,7 @@ def test_a_job_past_max_wait_is_cancelled(registry: Registry, dataset: PreparedD
     data = upload_dataset.fn(provider, dataset, registry, TARGET)
     job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
     with pytest.raises(JobFailed, match="max_wait_s"):
-        wait_for_job(provider, job, WaitPolicy(0, 0), registry, poll=poll_job.fn, sleep=lambda s: None)
+        watcher(registry, max_wait_s=20).wait(provider, job)
     assert calls(provider, "cancel") == 1
     assert provider.get_job(job).state is JobState.CANCELLED
     assert registry.latest_job(key()).state == "cancelled"
