@@ -12,10 +12,12 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, String, UniqueConstraint, create_engine, select
+from sqlalchemy import DateTime, String, UniqueConstraint, create_engine, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from providers.base import DatasetRef, JobRef, JobState
+from tasks.claims import is_alive
 
 
 def loraflow_home() -> Path:
@@ -39,6 +41,8 @@ class UploadRecord(RegistryBase):
     dataset_sha256: Mapped[str] = mapped_column(String(64))
     train_file_id: Mapped[str | None] = mapped_column(String(256))
     validation_file_id: Mapped[str | None] = mapped_column(String(256))
+    owner: Mapped[str | None] = mapped_column(String(256))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -55,6 +59,8 @@ class JobRecord(RegistryBase):
     job_id: Mapped[str | None] = mapped_column(String(256))
     state: Mapped[str | None] = mapped_column(String(32))
     model_id: Mapped[str | None] = mapped_column(String(512))
+    owner: Mapped[str | None] = mapped_column(String(256))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
@@ -66,6 +72,19 @@ class Registry:
         self.url = url
         self.engine = create_engine(url)
         RegistryBase.metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        # create_all never alters a table; registries written by an older loraflow lack newer nullable
+        # columns. Adding them is the whole migration until the schema needs more (then: Alembic).
+        inspector = inspect(self.engine)
+        with self.engine.begin() as connection:
+            for table in RegistryBase.metadata.sorted_tables:
+                present = {column["name"] for column in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present and column.nullable:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
     @classmethod
     def open(cls, url: str | None = None) -> Registry:
@@ -84,10 +103,27 @@ class Registry:
             return DatasetRef(provider=target.partition("@")[0], train_file_id=record.train_file_id,
                               validation_file_id=record.validation_file_id, sha256=dataset_sha256)
 
-    def upload_started(self, target: str, dataset_sha256: str) -> None:
-        with Session(self.engine) as session, session.begin():
-            if self._upload(session, target, dataset_sha256) is None:
-                session.add(UploadRecord(target=target, dataset_sha256=dataset_sha256))
+    def claim_upload(self, target: str, dataset_sha256: str, owner: str) -> bool:
+        """True when the caller now owns this upload: a new claim, its own, or one whose owner is gone."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                record = self._upload(session, target, dataset_sha256)
+                if record is None:
+                    session.add(UploadRecord(target=target, dataset_sha256=dataset_sha256, owner=owner,
+                                             claimed_at=_now()))
+                    return True
+                if record.finished_at is not None:
+                    return False
+                if record.owner == owner:
+                    return True
+                if is_alive(record.owner, record.claimed_at):
+                    return False
+                taken = session.execute(update(UploadRecord).where(
+                    UploadRecord.id == record.id, UploadRecord.owner == record.owner).values(
+                    owner=owner, claimed_at=_now(), started_at=_now()))
+                return taken.rowcount == 1
+        except IntegrityError:
+            return False
 
     def upload_finished(self, target: str, ref: DatasetRef) -> None:
         with Session(self.engine) as session, session.begin():
@@ -106,11 +142,29 @@ class Registry:
             return session.scalars(select(JobRecord).where(JobRecord.submission_key == submission_key)
                                    .order_by(JobRecord.attempt.desc()).limit(1)).one_or_none()
 
-    def job_intended(self, *, idempotency_key: str, submission_key: str, attempt: int, target: str,
-                     base_model: str) -> None:
+    def claim_job(self, *, idempotency_key: str, submission_key: str, attempt: int, target: str,
+                  base_model: str, owner: str) -> bool:
+        """Record the intent to create attempt `attempt`; False when another run recorded it first."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add(JobRecord(idempotency_key=idempotency_key, submission_key=submission_key,
+                                      attempt=attempt, target=target, base_model=base_model, owner=owner,
+                                      claimed_at=_now()))
+            return True
+        except IntegrityError:
+            return False
+
+    def take_over_job(self, record: JobRecord, owner: str) -> bool:
+        """Own an intent that has no job id yet: True when it is ours or its owner is gone."""
+        if record.owner == owner:
+            return True
+        if is_alive(record.owner, record.claimed_at):
+            return False
         with Session(self.engine) as session, session.begin():
-            session.add(JobRecord(idempotency_key=idempotency_key, submission_key=submission_key,
-                                  attempt=attempt, target=target, base_model=base_model))
+            taken = session.execute(update(JobRecord).where(
+                JobRecord.id == record.id, JobRecord.owner == record.owner, JobRecord.job_id.is_(None)).values(
+                owner=owner, claimed_at=_now()))
+            return taken.rowcount == 1
 
     def job_created(self, job: JobRef) -> None:
         self._update_job(job.idempotency_key, job_id=job.job_id)

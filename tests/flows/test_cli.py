@@ -1,9 +1,8 @@
-"""The `loraflow` command: the quickstart from any directory, one-line errors, resume after a kill."""
+"""The `loraflow` command: the quickstart from any directory, one-line errors, the emulator command."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,37 +12,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
-from providers.emulator import EmulatorServer, Timeline
 from tests.conftest import QUICKSTART
+from tests.flows.pipelines import cli_env, loraflow, write_pipeline
 
 runner = CliRunner()
-
-
-def cli_env(prefect_api: str, home: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PREFECT_API_URL": prefect_api, "LORAFLOW_HOME": str(home), **extra}
-
-
-def loraflow(*args: str, env: dict[str, str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, check=False)
-
-
-def write_pipeline(tmp_path: Path, **changes: object) -> Path:
-    config = yaml.safe_load((QUICKSTART / "pipeline.yaml").read_text())
-    config["data"]["path"] = str(QUICKSTART / "data" / "bullets.jsonl")
-    for dotted, value in changes.items():
-        section, _, key = dotted.partition("__")
-        if key:
-            config.setdefault(section, {})[key] = value
-        else:
-            config[section] = value
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_the_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
@@ -109,29 +84,3 @@ def test_quickstart_runs_from_any_directory(tmp_path: Path, prefect_api: str, lo
     assert "ACCEPT" in result.stdout and "five_verb_bullets" in result.stdout
     runs = list((tmp_path / "runs" / "quickstart").iterdir())
     assert len(runs) == 1 and (runs[0] / "decision.json").is_file()
-
-
-def test_rerun_after_a_kill_creates_no_second_upload_or_job(tmp_path: Path, prefect_api: str) -> None:
-    timeline = Timeline(validating_s=2.0, queued_s=0.5, steps=10, step_s=0.1)
-    with EmulatorServer(api_key="resume-key", timeline=timeline) as emulator:
-        path = write_pipeline(tmp_path, provider={"name": "openai", "endpoint": emulator.base_url},
-                              eval__max_items=20, poll={"min_interval_s": 0.2, "max_interval_s": 1, "max_wait_s": 120})
-        env = cli_env(prefect_api, tmp_path / "home", OPENAI_API_KEY="resume-key")
-        first = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(path)], env=env, cwd=tmp_path,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while emulator.state.counters["jobs_created"] == 0 and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        first.send_signal(signal.SIGKILL)
-        assert first.wait(timeout=10) == -signal.SIGKILL
-        before = emulator.state.counters
-        assert (before["files_created"], before["jobs_created"]) == (2, 1)
-
-        second = loraflow("run", str(path), env=env, cwd=tmp_path)
-        assert second.returncode == 0, second.stdout + second.stderr
-        after = emulator.state.counters
-        assert (after["files_created"], after["jobs_created"]) == (2, 1)
-        assert after["requests"]["POST /v1/files"] == before["requests"]["POST /v1/files"]
-        assert "reusing upload" in second.stdout
-        assert "re-attaching to job" in second.stdout or "found job" in second.stdout
-        assert "ACCEPT" in second.stdout

@@ -1,23 +1,36 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from prefect.states import Completed, Failed
+from sqlalchemy import create_engine, text
 
 from providers.base import JobState, PreparedDataset, TrainingSpec
 from providers.errors import JobFailed, TransientProviderError
 from providers.fake import FakeOptions, FakeProvider
 from tasks.policy import retry_if_transient
-from tasks.registry import Registry
 from tasks.polling import PollConfig
+from tasks.registry import Registry
 from tasks.training import submission_key, submit_job, upload_dataset
 from tasks.wait import JobWatcher, poll_job
 from tests.conftest import write_jsonl
 
 SPEC = TrainingSpec(base_model="base-1", epochs=2)
 TARGET = "fake"
+
+
+def _last_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+DEAD_OWNER = f"{socket.gethostname()}:{_last_pid()}:gone"
 
 
 @pytest.fixture
@@ -83,8 +96,8 @@ def test_a_crash_around_create_is_resolved_by_asking_the_provider(registry: Regi
     provider = FakeProvider()
     data = upload_dataset.fn(provider, dataset, registry, TARGET)
     # the earlier run recorded its intent, the provider created the job, then the process died
-    registry.job_intended(idempotency_key=f"{key()[:40]}-a1", submission_key=key(), attempt=1, target=TARGET,
-                          base_model=SPEC.base_model)
+    registry.claim_job(idempotency_key=f"{key()[:40]}-a1", submission_key=key(), attempt=1, target=TARGET,
+                       base_model=SPEC.base_model, owner=DEAD_OWNER)
     created = provider.create_job(SPEC, data, idempotency_key=f"{key()[:40]}-a1")
     assert submit_job.fn(provider, SPEC, data, registry, TARGET, key()) == created
     assert calls(provider, "create_job") == 1 and calls(provider, "find_job") == 1
@@ -95,8 +108,8 @@ def test_intent_without_a_remote_job_creates_it_with_the_same_key(registry: Regi
                                                                    dataset: PreparedDataset) -> None:
     provider = FakeProvider()
     data = upload_dataset.fn(provider, dataset, registry, TARGET)
-    registry.job_intended(idempotency_key="k-a1", submission_key=key(), attempt=1, target=TARGET,
-                          base_model=SPEC.base_model)
+    registry.claim_job(idempotency_key="k-a1", submission_key=key(), attempt=1, target=TARGET,
+                       base_model=SPEC.base_model, owner=DEAD_OWNER)
     job = submit_job.fn(provider, SPEC, data, registry, TARGET, key())
     assert job.idempotency_key == "k-a1" and calls(provider, "create_job") == 1
 
@@ -147,3 +160,26 @@ def test_only_transient_errors_are_retried() -> None:
     assert retry_if_transient(None, None, Failed(data=TransientProviderError("x", "throttled")))
     assert not retry_if_transient(None, None, Failed(data=JobFailed("j", "failed", "bad data")))
     assert not retry_if_transient(None, None, Completed(data=3))
+
+
+def test_claims_wait_for_a_live_owner_and_take_over_from_a_dead_one(registry: Registry) -> None:
+    alive_elsewhere = f"{socket.gethostname()}:1:other"  # pid 1 always runs
+    assert registry.claim_upload("t", "sha", alive_elsewhere)
+    assert not registry.claim_upload("t", "sha", "me")
+    assert registry.claim_upload("t", "sha2", DEAD_OWNER)
+    assert registry.claim_upload("t", "sha2", "me")
+    assert registry.claim_job(idempotency_key="a", submission_key="s", attempt=1, target="t", base_model="b",
+                              owner=alive_elsewhere)
+    assert not registry.claim_job(idempotency_key="a", submission_key="s", attempt=1, target="t",
+                                  base_model="b", owner="me")
+    assert not registry.take_over_job(registry.latest_job("s"), "me")
+
+
+def test_an_older_registry_gains_the_new_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with create_engine(url).begin() as connection:
+        connection.execute(text("CREATE TABLE uploads (id INTEGER PRIMARY KEY, target VARCHAR(512), "
+                                "dataset_sha256 VARCHAR(64), train_file_id VARCHAR(256), "
+                                "validation_file_id VARCHAR(256), started_at DATETIME, finished_at DATETIME)"))
+    registry = Registry(url)
+    assert registry.claim_upload("t", "sha", "me")

@@ -84,7 +84,8 @@ def watch(provider: FakeProvider, tmp_path: Path, spend: SpendCeiling | None = N
     registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
     job = provider.create_job(TrainingSpec(base_model="b"), DatasetRef(provider="fake", train_file_id="f",
                                                                         sha256="s"), idempotency_key="k")
-    registry.job_intended(idempotency_key="k", submission_key="s", attempt=1, target="fake", base_model="b")
+    registry.claim_job(idempotency_key="k", submission_key="s", attempt=1, target="fake", base_model="b",
+                       owner="test")
     registry.job_created(job)
     clock = [0.0]
     recorder = Recorder()

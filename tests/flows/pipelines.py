@@ -1,0 +1,35 @@
+"""Pipeline files and `loraflow` subprocesses for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import QUICKSTART
+
+
+def cli_env(prefect_api: str, home: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PREFECT_API_URL": prefect_api, "LORAFLOW_HOME": str(home), **extra}
+
+
+def loraflow(*args: str, env: dict[str, str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def write_pipeline(tmp_path: Path, **changes: object) -> Path:
+    config = yaml.safe_load((QUICKSTART / "pipeline.yaml").read_text())
+    config["data"]["path"] = str(QUICKSTART / "data" / "bullets.jsonl")
+    for dotted, value in changes.items():
+        section, _, key = dotted.partition("__")
+        if key:
+            config.setdefault(section, {})[key] = value
+        else:
+            config[section] = value
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
