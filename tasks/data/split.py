@@ -1,7 +1,8 @@
-"""Deterministic train/eval split by content hash, written in one streaming pass.
+"""Deterministic train/eval split by content hash, and the atomic writing of the prepared files.
 
-An example goes to eval when sha256(salt + canonical JSON) falls below `eval_fraction`; the same
-example lands on the same side in every run, whatever the file order.
+An example's side depends only on its normalised content and the salt: the same example lands on the
+same side in every run, whatever the file order, and exact duplicates land together. With strata,
+each stratum sends its own share (rounded) of lowest-hash examples to eval.
 """
 
 from __future__ import annotations
@@ -13,44 +14,75 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tasks.data.dedupe import mix64
+
+DROPPED, TRAIN, EVAL = 0, 1, 2
+
 
 def canonical(example: dict[str, Any]) -> str:
     return json.dumps(example, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def goes_to_eval(example: dict[str, Any], *, salt: str, eval_fraction: float) -> bool:
-    digest = hashlib.sha256((salt + canonical(example)).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < eval_fraction
+def split_positions(keys: np.ndarray, salt: str) -> np.ndarray:
+    """A uniform number in [0, 1) per content key, fixed by the salt."""
+    salted = np.uint64(int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little"))
+    return (mix64(keys ^ salted) >> np.uint64(11)).astype(np.float64) / 2.0**53
 
 
-class SplitWriter:
-    """Streams examples into temporary train/eval files; `commit` renames them, `discard` removes them."""
+def eval_mask(keys: np.ndarray, *, salt: str, fraction: float, strata: np.ndarray | None = None) -> np.ndarray:
+    """True for the examples that go to eval."""
+    position = split_positions(keys, salt)
+    if strata is None:
+        return position < fraction
+    order = np.lexsort((position, strata))
+    ordered = strata[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, ordered.size])
+    rank = np.arange(ordered.size) - np.repeat(starts, sizes)
+    quota = np.repeat(np.floor(sizes * fraction + 0.5).astype(np.int64), sizes)
+    mask = np.empty(keys.size, dtype=bool)
+    mask[order] = rank < quota
+    return mask
 
-    def __init__(self, out_dir: Path, *, salt: str, eval_fraction: float) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.out_dir, self.salt, self.eval_fraction = out_dir, salt, eval_fraction
-        self.counts = {"train": 0, "eval": 0}
-        self._files = {}
-        for side in ("train", "eval"):
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{side}.", suffix=".tmp")
-            self._files[side] = (Path(tmp), os.fdopen(fd, "w", encoding="utf-8", newline="\n"))
 
-    def add(self, example: dict[str, Any]) -> None:
-        side = "eval" if goes_to_eval(example, salt=self.salt, eval_fraction=self.eval_fraction) else "train"
-        self._files[side][1].write(json.dumps(example, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self.counts[side] += 1
-
-    def commit(self) -> dict[str, Path]:
-        paths = {}
-        for side, (tmp, handle) in self._files.items():
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-            paths[side] = self.out_dir / f"{side}.jsonl"
-            os.replace(tmp, paths[side])
-        return paths
-
-    def discard(self) -> None:
-        for tmp, handle in self._files.values():
-            handle.close()
-            tmp.unlink(missing_ok=True)
+def write_split(staged: Path, destination: np.ndarray, out_dir: Path, extra_eval: Path | None = None,
+                extra_rows: np.ndarray | None = None) -> dict[str, tuple[Path, str]]:
+    """Route the staged lines (one per row) to train.jsonl and eval.jsonl by `destination`, then append
+    `extra_eval`'s lines (only `extra_rows` of them, when given) to eval. Both files appear by rename,
+    together, or not at all. Returns each side's path and sha256."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    temporary = {}
+    for side in ("train", "eval"):
+        handle, name = tempfile.mkstemp(dir=out_dir, prefix=f".{side}.", suffix=".tmp")
+        os.close(handle)
+        temporary[side] = Path(name)
+    try:
+        digests = {TRAIN: hashlib.sha256(), EVAL: hashlib.sha256()}
+        with temporary["train"].open("wb") as train, temporary["eval"].open("wb") as evaluation, \
+                staged.open("rb") as source:
+            targets = {TRAIN: train, EVAL: evaluation}
+            for side, line in zip(destination.tolist(), source, strict=True):
+                if side != DROPPED:
+                    targets[side].write(line)
+                    digests[side].update(line)
+            if extra_eval is not None:
+                wanted = None if extra_rows is None else set(extra_rows.tolist())
+                with extra_eval.open("rb") as lines:
+                    for row, line in enumerate(lines):
+                        if wanted is None or row in wanted:
+                            evaluation.write(line)
+                            digests[EVAL].update(line)
+            for handle in (train, evaluation):
+                handle.flush()
+                os.fsync(handle.fileno())
+        written = {}
+        for side, number in (("train", TRAIN), ("eval", EVAL)):
+            written[side] = (out_dir / f"{side}.jsonl", digests[number].hexdigest())
+            os.replace(temporary[side], written[side][0])
+        return written
+    except BaseException:
+        for path in temporary.values():
+            path.unlink(missing_ok=True)
+        raise

@@ -1,10 +1,9 @@
 """Streaming validation of chat JSONL in the OpenAI shape, one line at a time (constant memory).
 
-Every problem gets a stable code, the line number and a reason. Codes:
-    empty_file, bom, invalid_utf8, invalid_json, truncated_last_line, not_object, unknown_key,
-    missing_messages, message_not_object, unknown_role, system_not_first, no_final_assistant,
-    empty_content, non_string_content, content_parts, bad_weight          (errors)
-    blank_line                                                           (warning)
+Every problem goes to `Diagnostics` with a stable code, the line number and a reason; the codes and
+their default severities are listed in `tasks.data.rules.CODES`. This module checks the contract every
+target shares (valid UTF-8 JSON objects, known roles and keys, string content, a final assistant
+message, matched tool calls, 0/1 weights); the target's own rules live in `providers.formats`.
 """
 
 from __future__ import annotations
@@ -15,98 +14,155 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from providers.errors import DataProblem
+from tasks.data.rules import CODES, Diagnostics
 
 ROLES = ("system", "user", "assistant", "tool")
-TOP_LEVEL_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
-MAX_STORED_PROBLEMS = 1000
+TOP_LEVEL_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "metadata"})
+MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id"})
+_BOM = b"\xef\xbb\xbf"
 
 
-class ChatFileValidator:
-    """Reads a chat JSONL file once; `examples()` yields the valid ones and collects the problems."""
+class ChatReader:
+    """Reads a chat JSONL file once; `examples()` yields the usable ones and reports the rest."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.problems: list[DataProblem] = []
-        self.warnings: list[DataProblem] = []
-        self.problem_count = 0
+    def __init__(self, path: Path, diagnostics: Diagnostics) -> None:
+        self.path, self.diagnostics = path, diagnostics
         self.lines = 0
         self.digest = hashlib.sha256()
 
-    def examples(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Yield (line number, example) for every valid example, in file order."""
+    def examples(self) -> Iterator[tuple[int, dict[str, Any], bytes | None]]:
+        """Yield (line number, example, raw line) for every usable example, in file order; the raw line
+        is None when the check changed the example (a BOM or unknown keys removed)."""
         with self.path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 self.lines = number
                 self.digest.update(raw)
                 example = self._parse(number, raw)
-                if example is not None and self._check_example(number, example):
-                    yield number, example
+                if example is None:
+                    continue
+                checked = check_example(number, example, self.diagnostics)
+                if checked.usable:
+                    yield number, example, None if checked.changed or number == 1 and raw.startswith(_BOM) else raw
         if self.lines == 0:
-            self._problem(1, "empty_file", "the file has no lines")
-
-    def _problem(self, line: int, code: str, reason: str) -> None:
-        self.problem_count += 1
-        if len(self.problems) < MAX_STORED_PROBLEMS:
-            self.problems.append(DataProblem(str(self.path), line, code, reason))
+            self.diagnostics.add(1, "empty_file", "the file has no lines")
 
     def _parse(self, number: int, raw: bytes) -> dict[str, Any] | None:
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            self._problem(number, "bom", "the file starts with a UTF-8 byte-order mark; save it without one")
-            return None
+        if number == 1 and raw.startswith(_BOM):
+            self.diagnostics.add(1, "bom", "the file starts with a UTF-8 byte-order mark; save it without one")
+            raw = raw[len(_BOM):]
         try:
-            text = raw.decode("utf-8")
+            value = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            self._problem(number, "invalid_utf8", f"not UTF-8 at byte {exc.start}")
+            self.diagnostics.add(number, "invalid_utf8", f"not UTF-8 at byte {exc.start + 1} of the line")
             return None
-        if not text.strip():
-            self.warnings.append(DataProblem(str(self.path), number, "blank_line", "blank line skipped"))
-            return None
-        try:
-            value = json.loads(text)
         except json.JSONDecodeError as exc:
-            # only the last line can lack its newline; broken JSON there means the file was cut short
-            code = "invalid_json" if raw.endswith(b"\n") else "truncated_last_line"
-            self._problem(number, code, f"{exc.msg} at column {exc.colno}")
+            if raw.isspace() or not raw:
+                self.diagnostics.add(number, "blank_line", "blank line skipped")
+            else:
+                # only the last line can lack its newline; broken JSON there means the file was cut short
+                code = "invalid_json" if raw.endswith(b"\n") else "truncated_last_line"
+                self.diagnostics.add(number, code, f"{exc.msg} at column {exc.colno}")
             return None
         if not isinstance(value, dict):
-            self._problem(number, "not_object", f"expected a JSON object, got {type(value).__name__}")
+            self.diagnostics.add(number, "not_object", f"expected a JSON object, got {type(value).__name__}")
             return None
         return value
 
-    def _check_example(self, number: int, example: dict[str, Any]) -> bool:
-        before = self.problem_count
-        for key in sorted(set(example) - TOP_LEVEL_KEYS):
-            self._problem(number, "unknown_key", f"unknown key {key!r}; allowed keys: {sorted(TOP_LEVEL_KEYS)}")
-        messages = example.get("messages")
-        if not isinstance(messages, list) or not messages:
-            self._problem(number, "missing_messages", "'messages' must be a non-empty list")
-            return False
-        for index, message in enumerate(messages):
-            self._check_message(number, index, message)
-        if isinstance(messages[-1], dict) and messages[-1].get("role") != "assistant":
-            self._problem(number, "no_final_assistant", "the last message must come from the assistant")
-        return self.problem_count == before
 
-    def _check_message(self, number: int, index: int, message: Any) -> None:
-        where = f"messages[{index}]"
+class ExampleCheck:
+    """Reports one example's problems; `usable` is False after a contract problem, `changed` after a
+    key was removed."""
+
+    def __init__(self, number: int, diagnostics: Diagnostics) -> None:
+        self.number, self.diagnostics = number, diagnostics
+        self.usable, self.changed = True, False
+
+    def __call__(self, code: str, message: str) -> None:
+        if self.diagnostics.add(self.number, code, message) is not None and CODES[code][1]:
+            self.usable = False
+
+    def fail(self) -> ExampleCheck:
+        self.usable = False
+        return self
+
+
+def check_example(number: int, example: dict[str, Any], diagnostics: Diagnostics) -> ExampleCheck:
+    """Check one parsed line against the shared chat contract. Unknown keys are reported and removed
+    from `example` in place."""
+    report = ExampleCheck(number, diagnostics)
+    if not TOP_LEVEL_KEYS.issuperset(example):
+        report.changed = True
+        for key in sorted(set(example) - TOP_LEVEL_KEYS):
+            report("unknown_key", f"unknown key {key!r}; allowed keys: {sorted(TOP_LEVEL_KEYS)}")
+            del example[key]
+    if "metadata" in example and not isinstance(example["metadata"], dict):
+        report("bad_metadata", "'metadata' must be an object")
+    messages = example.get("messages")
+    if not isinstance(messages, list) or not messages:
+        report("missing_messages", "'messages' must be a non-empty list")
+        return report.fail()
+    open_calls: set[str] = set()
+    for index, message in enumerate(messages):
         if not isinstance(message, dict):
-            self._problem(number, "message_not_object", f"{where} is not an object")
+            report("message_not_object", f"messages[{index}] is not an object")
+            return report.fail()
+        _check_message(index, message, open_calls, report)
+    last = messages[-1]
+    if last.get("role") != "assistant":
+        report("no_final_assistant", "the last message must come from the assistant")
+    return report
+
+
+def _check_message(index: int, message: dict[str, Any], open_calls: set[str], report: ExampleCheck) -> None:
+    if not MESSAGE_KEYS.issuperset(message):
+        report.changed = True
+        for key in sorted(set(message) - MESSAGE_KEYS):
+            report("unknown_message_key", f"messages[{index}] has unknown key {key!r}; allowed keys: "
+                                          f"{sorted(MESSAGE_KEYS)}")
+            del message[key]
+    role = message.get("role")
+    if role not in ROLES:
+        report("unknown_role", f"messages[{index}].role is {role!r}; allowed values: {list(ROLES)}")
+        return
+    if role == "system" and index != 0:
+        report("system_not_first", f"messages[{index}]: a system message may only come first")
+    if "weight" in message and (type(message["weight"]) not in (int, float) or message["weight"] not in (0, 1)):
+        report("bad_weight", f"messages[{index}].weight is {message['weight']!r}; allowed values: 0, 1")
+    if role == "assistant" and "tool_calls" in message:
+        _check_tool_calls(index, message["tool_calls"], open_calls, report)
+        if message.get("content") in (None, ""):
             return
-        role = message.get("role")
-        if role not in ROLES:
-            self._problem(number, "unknown_role", f"{where}.role is {role!r}; allowed values: {list(ROLES)}")
-            return
-        if role == "system" and index != 0:
-            self._problem(number, "system_not_first", f"{where}: a system message may only come first")
-        if "weight" in message and message["weight"] not in (0, 1):
-            self._problem(number, "bad_weight", f"{where}.weight is {message['weight']!r}; allowed values: 0, 1")
-        content = message.get("content")
-        if role == "assistant" and content is None and message.get("tool_calls"):
-            return
-        if isinstance(content, list):
-            self._problem(number, "content_parts", f"{where}.content is a list of parts; use a plain string")
-        elif not isinstance(content, str):
-            self._problem(number, "non_string_content", f"{where}.content must be a string")
-        elif not content.strip():
-            self._problem(number, "empty_content", f"{where}.content is empty")
+    elif role == "tool":
+        call_id = message.get("tool_call_id")
+        if call_id not in open_calls:
+            report("tool_unmatched", f"messages[{index}]: tool result {call_id!r} answers no earlier assistant "
+                                     "tool call")
+        open_calls.discard(call_id)
+    content = message.get("content")
+    if type(content) is not str or not content or content.isspace():
+        _content_problem(index, content, report)
+
+
+def _content_problem(index: int, content: Any, report: ExampleCheck) -> None:
+    where = f"messages[{index}]"
+    if isinstance(content, str):
+        report("empty_content", f"{where}.content is empty")
+    elif isinstance(content, list):
+        report("content_parts", f"{where}.content is a list of parts; loraflow trains on plain text, use a string")
+    else:
+        report("non_string_content", f"{where}.content must be a string, got {type(content).__name__}")
+
+
+def _check_tool_calls(index: int, calls: Any, open_calls: set[str], report: ExampleCheck) -> None:
+    where = f"messages[{index}]"
+    if not isinstance(calls, list) or not calls:
+        report("bad_tool_call", f"{where}.tool_calls must be a non-empty list")
+        return
+    for position, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(call.get("id"), str) or not function.get("name"):
+            report("bad_tool_call", f"{where}.tool_calls[{position}] needs an 'id' and a 'function' with a 'name'")
+            continue
+        if not isinstance(function.get("arguments", "{}"), str):
+            report("bad_tool_call", f"{where}.tool_calls[{position}].function.arguments must be a JSON string")
+        open_calls.add(call["id"])
