@@ -163,7 +163,8 @@ class Provider(ChatModel, Protocol):
 
     def upload(self, data: PreparedDataset) -> DatasetRef:
         """Convert the prepared chat JSONL to the vendor's format, upload it, and wait until the
-        provider has accepted it. Not idempotent by itself: callers record uploads by `data.sha256`."""
+        provider has accepted it. Callers record uploads by `data.sha256`; where the vendor lists files, the
+        adapter also reuses a file it uploaded earlier with the same content (a crash before the record)."""
         ...
 
     def create_job(self, spec: TrainingSpec, data: DatasetRef, *, idempotency_key: str) -> JobRef:

@@ -1,7 +1,9 @@
 """Facts about fine-tunable base models, read from catalog.yaml (data, each fact with its source and date).
 
 Nothing here calls a provider. The data stage reads context limits and tokenizers; cost estimates read
-prices; submission reads retirement dates.
+prices; each provider's `check_spec` reads hyperparameter ranges, LoRA limits and the service dates, and
+`check_training_knobs` holds a TrainingSpec against them (against a provider's live limits too, once an
+adapter has put those into a ModelFacts with its own `origin`).
 """
 
 from __future__ import annotations
@@ -9,27 +11,116 @@ from __future__ import annotations
 from datetime import date
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from providers.base import TrainingSpec
+from providers.errors import ConfigError
 
 
-class ModelFacts(BaseModel):
-    """What the catalog knows of one base model; None means not known (never guessed)."""
-
+class _Fact(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Range(_Fact):
+    """An allowed interval for a knob; a missing bound is unbounded."""
+
+    min: float | None = None
+    max: float | None = None
+    exclusive_min: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = self.min is None or (value > self.min if self.exclusive_min else value >= self.min)
+        return above and (self.max is None or value <= self.max)
+
+    def describe(self) -> str:
+        low = None if self.min is None else f"{self.min:g}"
+        if low is not None and self.max is not None and not self.exclusive_min:
+            return f"{low} to {self.max:g}"
+        parts = [] if low is None else [f"more than {low}" if self.exclusive_min else f"at least {low}"]
+        parts += [] if self.max is None else [f"at most {self.max:g}"]
+        return " and ".join(parts) or "any value"
+
+
+class LoraLimits(_Fact):
+    """What a provider lets you choose about the adapter (absent when it chooses everything itself)."""
+
+    default_rank: int = Field(ge=1)
+    max_rank: int = Field(ge=1)
+    target_modules: list[str] = Field(min_length=1)
+    min_batch_size: int | None = Field(default=None, ge=1)
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_batch_size_dpo: int | None = Field(default=None, ge=1)
+
+
+Method = Literal["sft", "dpo"]
+
+
+class ModelFacts(_Fact):
+    """What the catalog knows of one base model; None means not known (never guessed).
+
+    `recalled` names the facts that come from memory rather than a document; `confidence` is "recalled"
+    when any fact is.
+    """
 
     provider: str
     model_id: str
     context_tokens: int | None = Field(default=None, description="longest training example, in tokens")
     tokenizer: str | None = Field(default=None, description="tiktoken encoding name, 'hf:<repo>', or 'chars/<n>'")
+    parameters_b: float | None = Field(default=None, description="size in billions (prices go by size bracket)")
+    methods: list[Method] = Field(default_factory=lambda: ["sft"], description="training methods offered")
+    epochs: Range | None = None
+    batch_size: Range | None = None
+    learning_rate: Range | None = Field(default=None, description="absolute learning rate")
+    learning_rate_multiplier: Range | None = Field(default=None, description="a multiple of the provider's rate")
+    lora: LoraLimits | None = Field(default=None, description="None: the provider exposes no LoRA knobs")
+    serverless_lora: bool | None = Field(default=None, description="a LoRA fine-tune is served per token")
     training_usd_per_1m_tokens: float | None = None
     inference_usd_per_1m_tokens: dict[str, float] = Field(default_factory=dict)
-    retires: date | None = None
+    last_new_job: date | None = Field(default=None, description="the provider takes no new jobs after this day")
+    retires: date | None = Field(default=None, description="the model and its fine-tunes stop serving")
     as_of: date
     sources: list[str] = Field(min_length=1)
-    confidence: str = "documented"
+    confidence: Literal["documented", "recalled"] = "documented"
+    recalled: list[str] = Field(default_factory=list, description="facts that come from memory")
+    origin: str = Field(default="catalog", description="where these facts were read: the catalog, or a "
+                                                       "provider's live limits")
+
+    @model_validator(mode="after")
+    def _recalled_facts_exist(self) -> ModelFacts:
+        unknown = sorted(set(self.recalled) - set(type(self).model_fields))
+        if unknown:
+            raise ValueError(f"recalled names unknown facts {unknown}")
+        if self.recalled and self.confidence != "recalled":
+            raise ValueError("recalled facts are listed, so confidence must be 'recalled'")
+        return self
+
+
+def check_training_knobs(facts: ModelFacts, spec: TrainingSpec, vendor: str) -> None:
+    """ConfigError naming the first knob of `spec` outside what `facts` allow, the range, and where it came from."""
+    basis = f"{facts.origin}, as of {facts.as_of}"
+    batch = facts.batch_size
+    if facts.lora is not None and facts.lora.min_batch_size is not None:
+        batch = Range(min=facts.lora.min_batch_size, max=facts.lora.max_batch_size)
+    for knob, allowed in (("epochs", facts.epochs), ("batch_size", batch), ("learning_rate", facts.learning_rate)):
+        value = getattr(spec, knob)
+        if value is not None and allowed is not None and not allowed.contains(value):
+            raise ConfigError(f"training.{knob}: {vendor} allows {allowed.describe()} for {facts.model_id}, "
+                              f"got {value:g} ({basis})")
+    lora = facts.lora
+    given = [k for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules") if getattr(spec, k) is not None]
+    if lora is None and given:
+        raise ConfigError(f"training.{given[0]}: {vendor} exposes no LoRA knobs for {facts.model_id}; remove "
+                          + ", ".join(f"training.{k}" for k in given))
+    if lora is not None and spec.lora_r is not None and spec.lora_r > lora.max_rank:
+        raise ConfigError(f"training.lora_r: {vendor} allows 1 to {lora.max_rank} for {facts.model_id}, "
+                          f"got {spec.lora_r} ({basis})")
+    unknown = sorted(set(spec.lora_target_modules or []) - {"all-linear", *(lora.target_modules if lora else [])})
+    if unknown:
+        raise ConfigError(f"training.lora_target_modules: {unknown} are not trainable on {facts.model_id}; "
+                          f"allowed values: all-linear, {', '.join(lora.target_modules)} ({basis})")
 
 
 @cache

@@ -13,6 +13,8 @@ from typing import Any
 from providers import get_provider
 from providers.base import Provider
 from providers.emulator import EmulatorServer
+from providers.emulator.server import API_ROOTS
+from providers.errors import ConfigError
 from tasks.progress import milestone
 from tasks.registry import loraflow_home
 
@@ -24,6 +26,10 @@ def open_provider(name: str, options: dict[str, Any], endpoint: str | None) -> I
     if endpoint != EMULATOR:
         yield get_provider(name, options, base_url=endpoint)
         return
+    if name not in API_ROOTS:
+        raise ConfigError(f"provider.endpoint: the emulator does not speak {name!r}; it emulates: "
+                          f"{', '.join(API_ROOTS)}")
     with EmulatorServer(state_dir=loraflow_home() / "emulator") as server:
-        milestone("prepare", "started the loopback emulator at %s", server.base_url)
-        yield get_provider(name, options, base_url=server.base_url, api_key="loraflow-emulator")
+        base_url = server.base_url_for(name)
+        milestone("prepare", "started the loopback emulator at %s", base_url)
+        yield get_provider(name, options, base_url=base_url, api_key="loraflow-emulator")

@@ -62,6 +62,10 @@ class JobWatcher:
         while True:
             status = self.poll(provider, job)
             self.polls += 1
+            if status.job.job_id != job.job_id:  # the provider restarted the job under a new id: follow it
+                self.registry.job_created(status.job)
+                milestone("train", "job %s continues as %s", job.job_id, status.job.job_id)
+                job = status.job
             now = self.clock()
             if status.state is not last_state:
                 self.registry.job_observed(job, status.state, status.model.model_id if status.model else None)

@@ -1,17 +1,22 @@
-"""A loopback HTTP server that speaks the OpenAI fine-tuning API well enough for the real `openai` SDK.
+"""A loopback HTTP server that speaks the OpenAI and Together fine-tuning APIs well enough for their SDKs.
 
-Tests and offline rehearsals point a client at it instead of api.openai.com:
+Tests and offline rehearsals point a client at it instead of the vendor:
 
-    with EmulatorServer(timeline=Timeline(step_s=0.01)) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    with EmulatorServer(timeline=Timeline(step_s=0.01), latency_s=0.2, requests_per_minute=600) as server:
+        client = openai.OpenAI(base_url=server.base_url_for("openai"), api_key="test", max_retries=0)
+        tog = together.Together(base_url=server.base_url_for("together"), api_key="test")
         server.state.faults.add(FaultRule("POST /v1/fine_tuning/jobs", "rate_limit", retry_after=0.1))
         ...
         server.state.counters["requests"]["POST /v1/fine_tuning/jobs"]
 
-Routes: /v1/files (upload, list, retrieve, content), /v1/fine_tuning/jobs (create, list with
-metadata filter, retrieve, events, checkpoints, cancel, pause, resume), /v1/chat/completions, plus the
-control routes in `app.py` under /_emulator. Jobs follow a scripted `Timeline` (timeline.py) derived
-from the clock, so no thread drives them; with `state_dir` files and jobs survive a restart.
+OpenAI routes (openai_api.py, under /v1): files (upload, list, retrieve, content), fine_tuning/jobs
+(create, list with metadata filter, retrieve, events, checkpoints, cancel, pause, resume), chat
+completions. Together routes (together_api.py, under /together/v1): the three-request upload, model
+limits, price estimate, fine-tunes (create, list, retrieve, events, metrics, checkpoints, cancel), the
+adapter download, chat completions. Both share the fault rules (faults.py), the counters, the serving
+knobs for chat completions (serving.py) and the control routes under /_emulator (app.py). Jobs follow a
+scripted `Timeline` (timeline.py) derived from the clock, so no thread drives them; a Together job can
+be restarted under a new id (`restart_at_step`). With `state_dir` files and jobs survive a restart.
 
 From a shell, `serve_forever(port, state_dir, api_key, speed)` runs it in the foreground (the CLI's
 `loraflow emulator --port N`). Deliberate differences from the service: no minimum example count,

@@ -1,4 +1,5 @@
-"""The ASGI app: OpenAI routes behind request counting, fault injection and the API-key check.
+"""The ASGI app: OpenAI routes (/v1) and Together routes (/together/v1) behind request counting, fault
+injection and the API-key check (Together's presigned upload URLs carry a token instead of the key).
 
 Order matters: every API request is counted first (so a test sees retries of a faulted request),
 then faults apply, then the key is checked. Control routes under `/_emulator` skip all three:
@@ -9,11 +10,14 @@ then faults apply, then the key is checked. Control routes under `/_emulator` sk
                                            DELETE removes them all
     GET    /_emulator/timeline             the default timeline for new jobs; PUT replaces it (missing
                                            fields take Timeline's defaults)
+    GET    /_emulator/serving              {"latency_s", "requests_per_minute"} for chat completions; PUT
+                                           replaces both (a missing field means none)
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,13 +27,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
+from providers.emulator import openai_api, together_api
 from providers.emulator.faults import FaultMiddleware
-from providers.emulator.openai_api import ROUTES, json_body
+from providers.emulator.openai_api import json_body
 from providers.emulator.shapes import ApiError
 from providers.emulator.state import EmulatorState
 from providers.emulator.timeline import Timeline
 
 CONTROL_PREFIX = "/_emulator"
+ROUTES = [*openai_api.ROUTES, *together_api.ROUTES]
 
 
 def build_app(state: EmulatorState, api_key: str | None = None) -> Starlette:
@@ -39,7 +45,7 @@ def build_app(state: EmulatorState, api_key: str | None = None) -> Starlette:
         middleware=[
             Middleware(_CountRequests, state=state, routes=ROUTES),
             Middleware(FaultMiddleware, faults=state.faults, exempt_prefix=CONTROL_PREFIX),
-            Middleware(_RequireKey, api_key=api_key),
+            Middleware(_RequireKey, api_key=api_key, exempt=(CONTROL_PREFIX, together_api.UPLOADS)),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
@@ -68,11 +74,11 @@ class _CountRequests:
 
 
 class _RequireKey:
-    def __init__(self, app: Any, api_key: str | None) -> None:
-        self.app, self.api_key = app, api_key
+    def __init__(self, app: Any, api_key: str | None, exempt: tuple[str, ...]) -> None:
+        self.app, self.api_key, self.exempt = app, api_key, exempt
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if self.api_key is not None and scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIX):
+        if self.api_key is not None and scope["type"] == "http" and not scope["path"].startswith(self.exempt):
             given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             if given != f"Bearer {self.api_key}":
                 shown = given.removeprefix("Bearer ")[:4] + "****"
@@ -130,9 +136,21 @@ async def _timeline(request: Request) -> Response:
     return JSONResponse(state.timeline.to_dict())
 
 
+async def _serving(request: Request) -> Response:
+    state = _emulator(request)
+    if request.method == "PUT":
+        body = await json_body(request)
+        try:
+            state.set_serving(**body)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, f"Invalid serving settings: {exc}") from exc
+    return JSONResponse(asdict(state.serving.settings))
+
+
 _CONTROL_ROUTES = [
     Route(f"{CONTROL_PREFIX}/health", _health, methods=["GET"]),
     Route(f"{CONTROL_PREFIX}/counters", _counters, methods=["GET", "DELETE"]),
     Route(f"{CONTROL_PREFIX}/faults", _faults, methods=["GET", "POST", "DELETE"]),
     Route(f"{CONTROL_PREFIX}/timeline", _timeline, methods=["GET", "PUT"]),
+    Route(f"{CONTROL_PREFIX}/serving", _serving, methods=["GET", "PUT"]),
 ]

@@ -5,8 +5,16 @@ path) and affects the next `times` matching requests (None: every one), then exp
 
     rate_limit    429 with `Retry-After` (whole seconds, rounded up) and `retry-after-ms`
     server_error  `status` (500, 502, 503...) with an OpenAI-style error body
-    drop          headers promising a body, half of it, then the connection is closed
+    drop          headers promising a body, half of it, then the connection is closed; with `served`
+                  the request is carried out first (the work is done, the answer is lost)
     slow          wait `delay_s`, then serve the request normally
+    timeout       serve the request at once, then hold the answer for `delay_s`: a client with a shorter
+                  timeout gives up although the work is done
+    malformed     serve the request, then send its status and headers with half of its body: the
+                  client gets a torn, unparsable body for work that was done
+
+The refusals (rate_limit, server_error, and drop without `served`) never reach the routes, so the store
+is unchanged; the others leave the same trace as a clean request.
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-Kind = Literal["rate_limit", "server_error", "drop", "slow"]
-_KINDS = ("rate_limit", "server_error", "drop", "slow")
+Kind = Literal["rate_limit", "server_error", "drop", "slow", "timeout", "malformed"]
+_KINDS = ("rate_limit", "server_error", "drop", "slow", "timeout", "malformed")
 
 
 @dataclass
@@ -33,6 +41,7 @@ class FaultRule:
     retry_after: float = 1.0
     status: int = 500
     delay_s: float = 1.0
+    served: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -102,7 +111,21 @@ class FaultMiddleware:
             await asyncio.sleep(rule.delay_s)
             await self.app(scope, receive, send)
         elif rule.kind == "drop":
+            if rule.served:
+                await _served(self.app, scope, receive)
             await _drop(send)
+        elif rule.kind == "timeout":
+            start, body = await _served(self.app, scope, receive)
+            await asyncio.sleep(rule.delay_s)
+            await send(start)  # the client has usually hung up by now; uvicorn drops the write
+            await send({"type": "http.response.body", "body": body})
+        elif rule.kind == "malformed":
+            start, body = await _served(self.app, scope, receive)
+            torn = body[:len(body) // 2] or b'{"'
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(torn)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": torn})
         elif rule.kind == "rate_limit":
             headers = {"retry-after": str(math.ceil(rule.retry_after)),
                        "retry-after-ms": str(int(rule.retry_after * 1000))}
@@ -111,6 +134,21 @@ class FaultMiddleware:
         else:
             await _error(send, rule.status, "The server had an error while processing your request "
                          "(injected by the emulator).", "server_error", None, {})
+
+
+async def _served(app: Any, scope: dict, receive: Any) -> tuple[dict, bytes]:
+    """Run the request through the app and keep its answer: (the response start message, the body)."""
+    start: dict = {}
+    chunks: list[bytes] = []
+
+    async def keep(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, keep)
+    return start, b"".join(chunks)
 
 
 async def _error(send: Any, status: int, message: str, kind: str, code: str | None,

@@ -8,18 +8,16 @@ paging until it is false).
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from providers.emulator import chat
 from providers.emulator.shapes import (
     ApiError,
     JobRequest,
-    chat_completion,
     checkpoint_objects,
     event_objects,
     file_object,
@@ -27,10 +25,8 @@ from providers.emulator.shapes import (
     page,
 )
 from providers.emulator.state import EmulatorState
-from providers.imitation import count_tokens
 
 _PURPOSES = ("fine-tune", "batch", "assistants", "vision", "user_data", "evals")
-_TOKEN = re.compile(r"\S+")
 
 
 def _state(request: Request) -> EmulatorState:
@@ -150,36 +146,7 @@ async def resume_job(request: Request) -> Response:
 # -- inference -------------------------------------------------------------------------------------
 
 async def chat_completions(request: Request) -> Response:
-    state, body = _state(request), await json_body(request)
-    model, messages = body.get("model"), body.get("messages")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "'messages' must be a non-empty list of message objects.", param="messages")
-    if body.get("stream"):
-        raise ApiError(400, "The emulator does not stream; call without stream=True.", param="stream")
-    text = state.imitation(model).reply(messages)
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    text, finish_reason = _truncate(text, limit if isinstance(limit, int) and limit > 0 else None)
-    state.count_completion()
-    prompt_tokens = sum(count_tokens(_text(m.get("content"))) for m in messages)
-    return JSONResponse(chat_completion(
-        f"chatcmpl-{uuid.uuid4().hex[:24]}", model, text, finish_reason=finish_reason, created=state.now(),
-        prompt_tokens=prompt_tokens, completion_tokens=count_tokens(text)))
-
-
-def _truncate(text: str, limit: int | None) -> tuple[str, str]:
-    """Cut after `limit` whitespace tokens, keeping the original spacing of what is kept."""
-    tokens = list(_TOKEN.finditer(text))
-    if limit is None or len(tokens) <= limit:
-        return text, "stop"
-    return text[:tokens[limit - 1].end()], "length"
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return str(content or "")
+    return JSONResponse(await chat.complete(_state(request), await json_body(request)))
 
 
 ROUTES = [

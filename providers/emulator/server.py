@@ -16,8 +16,10 @@ import uvicorn
 from providers.emulator.app import build_app
 from providers.emulator.state import EmulatorState
 from providers.emulator.timeline import Timeline
+from providers.emulator.together_api import PREFIX
 
 HOST = "127.0.0.1"
+API_ROOTS = {"openai": "/v1", "together": PREFIX}  # what each SDK's base_url is, below the server's URL
 _DROPPED = "ASGI callable returned without completing response."
 
 
@@ -51,12 +53,15 @@ class EmulatorServer:
     """The emulator on a loopback port, served from a daemon thread; use it as a context manager.
 
     `port=0` picks a free port. `base_url` is what an OpenAI client takes; `state` is the live store
-    (counters, `set_timeline`, `faults`). Requests need `Bearer <api_key>` when api_key is given.
+    (counters, `set_timeline`, `faults`, `set_serving`). Requests need `Bearer <api_key>` when api_key is
+    given. `latency_s` and `requests_per_minute` shape how chat completions are served (serving.py).
     """
 
     def __init__(self, state_dir: str | Path | None = None, api_key: str | None = None,
-                 timeline: Timeline | None = None, port: int = 0, *, file_processing_s: float = 0.0) -> None:
-        self.state = EmulatorState(state_dir, timeline=timeline, file_processing_s=file_processing_s)
+                 timeline: Timeline | None = None, port: int = 0, *, file_processing_s: float = 0.0,
+                 latency_s: float = 0.0, requests_per_minute: int | None = None) -> None:
+        self.state = EmulatorState(state_dir, timeline=timeline, file_processing_s=file_processing_s,
+                                   latency_s=latency_s, requests_per_minute=requests_per_minute)
         self.api_key = api_key
         self._requested_port = port
         self._socket: socket.socket | None = None
@@ -75,7 +80,14 @@ class EmulatorServer:
 
     @property
     def base_url(self) -> str:
+        """What an OpenAI client takes."""
         return f"{self.url}/v1"
+
+    def base_url_for(self, provider: str) -> str:
+        """What the named provider's client takes as base_url: `openai` or `together`."""
+        if provider not in API_ROOTS:
+            raise ValueError(f"the emulator does not speak {provider!r}; allowed values: {', '.join(API_ROOTS)}")
+        return f"{self.url}{API_ROOTS[provider]}"
 
     def start(self, timeout: float = 10.0) -> Self:
         """Serve in a daemon thread; returns once the port accepts requests."""
@@ -112,15 +124,17 @@ class EmulatorServer:
 
 
 def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key: str | None = None,
-                  speed: float = 1.0) -> None:
+                  speed: float = 1.0, *, latency_s: float = 0.0, requests_per_minute: int | None = None) -> None:
     """Serve in the foreground until Ctrl-C; `speed` scales the default timeline of new jobs."""
     # speed 1 keeps a timeline saved in state_dir; any other speed replaces it for new jobs
-    state = EmulatorState(state_dir, timeline=Timeline(speed=speed) if speed != 1.0 else None)
+    state = EmulatorState(state_dir, timeline=Timeline(speed=speed) if speed != 1.0 else None,
+                          latency_s=latency_s, requests_per_minute=requests_per_minute)
     server = uvicorn.Server(_config(state, api_key, log_config=uvicorn.config.LOGGING_CONFIG))
     _quiet_uvicorn()
     sock = _bind(port)
     where = f"state in {state_dir}" if state_dir else "in memory"
-    print(f"loraflow emulator: OpenAI API at http://{HOST}:{sock.getsockname()[1]}/v1 ({where})",
+    url = f"http://{HOST}:{sock.getsockname()[1]}"
+    print(f"loraflow emulator: OpenAI API at {url}/v1, Together API at {url}{PREFIX} ({where})",
           file=sys.stderr, flush=True)
     try:
         server.run(sockets=[sock])

@@ -23,13 +23,16 @@ class ApiError(Exception):
     """A refused request, rendered in OpenAI's error envelope with this HTTP status."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error", headers: dict[str, str] | None = None) -> None:
+                 type: str = "invalid_request_error", headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
-        self.headers = headers or {}
+        self.headers, self.extra = headers or {}, extra or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        """The error envelope; `extra` adds top-level keys some answers carry (Together's 409 file_id)."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code},
+                **self.extra}
 
     @classmethod
     def from_validation(cls, exc: ValidationError) -> ApiError:

@@ -5,9 +5,12 @@ paused, resumed or cancelled it; `progress` replays those against "now" on every
 inputs always give the same answer, and a restarted emulator picks up where the wall clock is.
 
 Phases, in nominal seconds (divided by `speed`): validating_files for `validating_s`, queued for
-`queued_s`, running for `steps * step_s` (step i ends at i * step_s into the run), then succeeded.
+`queued_s`, running for `steps * step_s` (step i ends at i * step_s into the run), `finishing_s` more
+(still running; the Together view calls it compressing, then uploading), then succeeded.
 `fail_at_step=k` ends the job `failed` when step k would have ended (k=0: as soon as it starts
-running); `stall_at_step=k` reports step k and then stays `running` with no new events.
+running); `stall_at_step=k` reports step k and then stays `running` with no new events;
+`restart_at_step=k` ends the job like a failure with the error code `job_restarted`, which the Together
+API turns into a restart under a new job id (the OpenAI API has no such thing and shows a failure).
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ class Timeline:
     fail_code: str = "invalid_training_file"
     fail_message: str = "The job failed due to an invalid training file."
     stall_at_step: int | None = None
+    restart_at_step: int | None = None
+    finishing_s: float = 0.0
     speed: float = 1.0
 
     def __post_init__(self) -> None:
-        scripted = [s for s in (self.fail_at_step, self.stall_at_step) if s is not None]
-        if self.steps < 1 or self.speed <= 0 or min(self.validating_s, self.queued_s, self.step_s, *scripted) < 0:
+        scripted = [s for s in (self.fail_at_step, self.stall_at_step, self.restart_at_step) if s is not None]
+        durations = (self.validating_s, self.queued_s, self.step_s, self.finishing_s)
+        if self.steps < 1 or self.speed <= 0 or min(*durations, *scripted) < 0:
             raise ValueError(f"invalid timeline: {self}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +99,8 @@ class Progress:
     finished_at: float | None = None
     estimated_finish: float | None = None
     error: dict[str, Any] | None = None
+    started_at: float | None = None  # when it began running
+    finishing: float | None = None  # while finishing after the last step: the share of that time gone by
 
 
 def step_metrics(step: int, total: int) -> dict[str, float]:
@@ -119,7 +127,9 @@ def progress(timeline: Timeline, created_at: float, now: float, *, pauses: Pause
     step = max((e.data["step"] for e in events if e.type == "metrics"), default=0)
     ending = _ending(timeline)
     finished_at = _wall(ending[0], created_at, pauses, timeline.speed) if ending and ending[0] <= active else None
-    base = {"step": step, "events": events, "checkpoints": checkpoints}
+    started = active >= timeline.run_start
+    base = {"step": step, "events": events, "checkpoints": checkpoints,
+            "started_at": _wall(timeline.run_start, created_at, pauses, timeline.speed) if started else None}
     if finished_at is not None:
         return Progress(status=ending[1], finished_at=finished_at, error=ending[2], **base)
     if cancelled_at is not None and cancelled_at <= now:
@@ -130,29 +140,40 @@ def progress(timeline: Timeline, created_at: float, now: float, *, pauses: Pause
         return Progress(status="validating_files", **base)
     if active < timeline.run_start:
         return Progress(status="queued", **base)
-    estimated = _wall(timeline.step_end(timeline.steps), created_at, pauses, timeline.speed)
-    return Progress(status="running", estimated_finish=estimated, **base)
+    done = timeline.step_end(timeline.steps)
+    estimated = _wall(done + timeline.finishing_s, created_at, pauses, timeline.speed)
+    finishing = (active - done) / timeline.finishing_s if active >= done and timeline.finishing_s else None
+    return Progress(status="running", estimated_finish=estimated, finishing=finishing, **base)
 
 
 def _last_step(timeline: Timeline) -> int:
     """The last step the job reports before it fails, stalls or finishes."""
     last = timeline.steps
-    if timeline.fail_at_step is not None:
-        last = min(last, timeline.fail_at_step - 1)
+    for ends_at in (timeline.fail_at_step, timeline.restart_at_step):
+        if ends_at is not None:
+            last = min(last, ends_at - 1)
     if timeline.stall_at_step is not None:
         last = min(last, timeline.stall_at_step)
     return max(last, 0)
 
 
+RESTARTED = {"code": "job_restarted", "param": None,
+             "message": "The job was restarted under a new id after an infrastructure failure."}
+
+
 def _ending(timeline: Timeline) -> tuple[float, str, dict | None] | None:
     """(nominal offset, terminal status, error) of how the script ends, or None if it never does."""
-    fail, stall = timeline.fail_at_step, timeline.stall_at_step
-    if fail is not None and fail <= timeline.steps and (stall is None or fail <= stall):
-        error = {"code": timeline.fail_code, "message": timeline.fail_message, "param": None}
-        return timeline.step_end(fail), "failed", error
-    if stall is not None and stall <= timeline.steps:
+    stall = timeline.stall_at_step if timeline.stall_at_step is not None else math.inf
+    failures = [(step, {"code": timeline.fail_code, "message": timeline.fail_message, "param": None})
+                for step in (timeline.fail_at_step,) if step is not None]
+    failures += [(step, RESTARTED) for step in (timeline.restart_at_step,) if step is not None]
+    failures = [(step, error) for step, error in failures if step <= timeline.steps and step <= stall]
+    if failures:
+        step, error = min(failures, key=lambda failure: failure[0])
+        return timeline.step_end(step), "failed", error
+    if stall <= timeline.steps:
         return None
-    return timeline.step_end(timeline.steps), "succeeded", None
+    return timeline.step_end(timeline.steps) + timeline.finishing_s, "succeeded", None
 
 
 def _script(timeline: Timeline) -> list[tuple[float, str, str, str, dict | None]]:
@@ -172,7 +193,7 @@ def _script(timeline: Timeline) -> list[tuple[float, str, str, str, dict | None]
             script.append((at, "info", f"Checkpoint created at step {step}", "message", None))
     ending = _ending(timeline)
     if ending and ending[1] == "failed":
-        script.append((ending[0], "error", f"Fine-tuning job failed: {timeline.fail_message}", "message", None))
+        script.append((ending[0], "error", f"Fine-tuning job failed: {ending[2]['message']}", "message", None))
     elif ending:
         script.append((ending[0], "info", "New fine-tuned model created", "message", None))
         script.append((ending[0], "info", "The job has successfully completed", "message", None))

@@ -1,4 +1,5 @@
-"""The provider contract against the fake and against the OpenAI adapter on the loopback emulator."""
+"""The provider contract against the fake, and the OpenAI adapter on the loopback emulator and on a
+transport-level stub (httpx2.MockTransport)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from providers.emulator import EmulatorServer, FaultRule, Timeline
 from providers.fake import FakeProvider
 from providers.openai import OpenAIOptions, OpenAIProvider
 from tests.providers.contract import ProviderContract
+from tests.providers.openai_stub import OpenAIStub
 
 
 class TestFakeProvider(ProviderContract):
@@ -41,3 +43,13 @@ class TestOpenAIOnEmulator(ProviderContract):
     @pytest.fixture(autouse=True)
     def _keep_emulator(self, emulator: EmulatorServer) -> None:
         self._emulator = emulator
+
+
+class TestOpenAIOnTransportStub(ProviderContract):
+    @pytest.fixture
+    def provider(self) -> OpenAIProvider:
+        self._stub = OpenAIStub()
+        return OpenAIProvider(self._stub.client(), OpenAIOptions(file_poll_interval_s=0.01))
+
+    def throttle_get_job(self, provider: OpenAIProvider) -> None:
+        self._stub.throttle_next = True

@@ -360,6 +360,37 @@ def test_slow_delays_then_serves(server: EmulatorServer, client: openai.OpenAI) 
     assert time.monotonic() - started >= 0.3
 
 
+def test_timeout_does_the_work_then_answers_too_late(server: EmulatorServer, client: openai.OpenAI) -> None:
+    file_id = upload(client)
+    server.state.faults.add(FaultRule("POST /v1/fine_tuning/jobs", "timeout", delay_s=1.0))
+    before = server.state.counters["jobs_created"]
+    with pytest.raises(openai.APITimeoutError):
+        client.with_options(timeout=0.2).fine_tuning.jobs.create(model=BASE, training_file=file_id,
+                                                                  metadata={"fault": "timeout"})
+    assert server.state.counters["jobs_created"] == before + 1
+    assert len(list(client.fine_tuning.jobs.list(metadata={"fault": "timeout"}))) == 1
+
+
+def test_malformed_does_the_work_then_tears_the_body(server: EmulatorServer, client: openai.OpenAI) -> None:
+    server.state.faults.add(FaultRule("POST /v1/files", "malformed"))
+    before = server.state.counters["files_created"]
+    with pytest.raises(json.JSONDecodeError):
+        upload(client)
+    assert server.state.counters["files_created"] == before + 1
+
+
+def test_a_served_drop_does_the_work_and_loses_the_answer(server: EmulatorServer, client: openai.OpenAI) -> None:
+    server.state.faults.add(FaultRule("POST /v1/files", "drop", served=True))
+    before = server.state.counters["files_created"]
+    with pytest.raises(openai.APIConnectionError):
+        upload(client)
+    assert server.state.counters["files_created"] == before + 1
+    server.state.faults.add(FaultRule("POST /v1/files", "drop"))
+    with pytest.raises(openai.APIConnectionError):
+        upload(client)
+    assert server.state.counters["files_created"] == before + 1
+
+
 def test_fault_expires_after_times_requests(server: EmulatorServer, client: openai.OpenAI) -> None:
     server.state.faults.add(FaultRule("GET /v1/files", "server_error", times=2))
     for _ in range(2):
