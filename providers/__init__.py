@@ -2,7 +2,7 @@
 
 `import providers` pulls in no vendor SDK: each entry is an import string plus the install hint shown
 when the SDK is missing. Adding a provider is one module, one line here, one pyproject extra and one
-contract-test subclass.
+contract-test subclass. CHAT_MODELS adds the chat-only adapters (judges, teachers) that cannot train.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.base import (
+    ChatModel,
     Completion,
     DatasetRef,
     Decoding,
@@ -28,6 +29,7 @@ from providers.base import (
 from providers.errors import ConfigError
 
 __all__ = [
+    "CHAT_MODELS",
     "PROVIDERS",
     "Completion",
     "DatasetRef",
@@ -40,6 +42,8 @@ __all__ = [
     "PreparedDataset",
     "Provider",
     "TrainingSpec",
+    "chat_model_class",
+    "get_chat_model",
     "get_provider",
     "provider_class",
 ]
@@ -54,23 +58,38 @@ class _Entry:
 PROVIDERS: Mapping[str, _Entry] = {
     "fake": _Entry("providers.fake:FakeProvider", ""),
     "openai": _Entry("providers.openai:OpenAIProvider", "pip install 'loraflow[openai]'"),
+    "together": _Entry("providers.together:TogetherProvider", "pip install 'loraflow[together]'"),
+}
+
+CHAT_MODELS: Mapping[str, _Entry] = {
+    **PROVIDERS,
+    "anthropic": _Entry("providers.anthropic:AnthropicChat", "pip install 'loraflow[anthropic]'"),
 }
 
 
-def provider_class(name: str) -> type:
-    """The provider class registered under `name`; ConfigError for an unknown name or a missing extra."""
-    entry = PROVIDERS.get(name)
+def _load(kind: str, name: str, entries: Mapping[str, _Entry]) -> type:
+    entry = entries.get(name)
     if entry is None:
-        raise ConfigError(f"unknown provider {name!r}; allowed values: {', '.join(sorted(PROVIDERS))}")
+        raise ConfigError(f"unknown {kind} {name!r}; allowed values: {', '.join(sorted(entries))}")
     module_name, _, attribute = entry.target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise
-        raise ConfigError(f"provider {name!r} needs {exc.name!r}, which is not installed: "
+        raise ConfigError(f"{kind} {name!r} needs {exc.name!r}, which is not installed: "
                           f"{entry.install_hint}") from exc
     return getattr(module, attribute)
+
+
+def provider_class(name: str) -> type:
+    """The provider class registered under `name`; ConfigError for an unknown name or a missing extra."""
+    return _load("provider", name, PROVIDERS)
+
+
+def chat_model_class(name: str) -> type:
+    """The chat model class under `name` (any provider, or a chat-only adapter); ConfigError as above."""
+    return _load("chat model provider", name, CHAT_MODELS)
 
 
 def get_provider(name: str, options: Mapping[str, Any] | None = None, *, base_url: str | None = None,
@@ -81,3 +100,9 @@ def get_provider(name: str, options: Mapping[str, Any] | None = None, *, base_ur
     the key the provider would read from its environment variable.
     """
     return provider_class(name).from_options(dict(options or {}), base_url=base_url, api_key=api_key)
+
+
+def get_chat_model(name: str, options: Mapping[str, Any] | None = None, *, base_url: str | None = None,
+                   api_key: str | None = None) -> ChatModel:
+    """Build the named chat model (a judge or teacher) like get_provider builds a provider."""
+    return chat_model_class(name).from_options(dict(options or {}), base_url=base_url, api_key=api_key)

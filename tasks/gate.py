@@ -1,114 +1,278 @@
-"""The first promotion gate: did the candidate beat the base on the primary grader, paired per item?
+"""The promotion gate: a versioned rule table (tasks/evaluation/rules_v1.yaml) applied to paired comparisons.
 
-Binary pass/fail per item and model; the comparison is McNemar's exact test on the discordant pairs
-(b = candidate passed where the base failed, c = the reverse) with a Wald interval for the difference.
-Rules, first match wins (version `gate-v0`):
-    invalid       more than 2 % of answers were infra errors, or no item could be scored
-    reject        the candidate is worse on the primary grader (delta < 0, p < alpha)
-    accept        the candidate is better (delta > 0, p < alpha) and the gain is at least min_delta
-    inconclusive  anything else: not significant, or a gain below min_delta
-Other graders are reported beside it and do not decide.
+The table lists outcomes in order with a named condition each; this module implements the conditions.
+Every rule is evaluated (so the report can say why each earlier rule did not fire) and the first that holds
+decides. The decision records the table version and the thresholds it used, the comparisons, the telling
+discordant items, and notes on what the evaluation cannot show (floor effects, uncalibrated judges).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Literal
+import re
+from collections.abc import Callable
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, ConfigDict
-from scipy.stats import binomtest
 
-from tasks.evaluation.runner import ItemResult
+from tasks.evaluation.compare import Comparison, Telling, compare_all, telling_items
+from tasks.evaluation.config import GateConfig
+from tasks.evaluation.evaluate import Evaluation
+from tasks.evaluation.report import render_report
+from tasks.evaluation.rules import RuleTable, Thresholds, load_rules
+from tasks.evaluation.store import EvalStore
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone
-from tasks.rundir import RunDir, write_json
+from tasks.registry import Registry
+from tasks.rundir import RunDir, atomic_write, write_json
 
-RULES_VERSION = "gate-v0"
-MAX_INFRA_ERROR_RATE = 0.02
+_FLOOR = 0.05
+_MIN_KAPPA = 0.6
+_PINNED = re.compile(r"\d{4}-?\d{2}-?\d{2}|@|:\d|-v\d")
 
 
-class Comparison(BaseModel):
+class RuleCheck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    grader: str
-    n: int
-    base_passed: int
-    candidate_passed: int
-    improved: int
-    regressed: int
-    delta: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-
-    def describe(self) -> str:
-        def rate(k: int) -> str:
-            return f"{k}/{self.n} ({k / self.n:.1%})" if self.n else "0/0"
-        return (f"{self.grader}: base {rate(self.base_passed)} -> candidate {rate(self.candidate_passed)}, "
-                f"delta {self.delta * 100:+.1f} pp [95% CI {self.ci_low * 100:+.1f}, {self.ci_high * 100:+.1f}], "
-                f"McNemar exact p={self.p_value:.2g} ({self.improved} improved, {self.regressed} regressed)")
+    outcome: str
+    matched: bool
+    why: str
 
 
 class Decision(BaseModel):
+    """What the gate decided and why. `primary` names the deciding metric as suite/grader."""
+
     model_config = ConfigDict(frozen=True)
 
-    outcome: Literal["accept", "reject", "inconclusive", "invalid"]
-    rules_version: str = RULES_VERSION
+    outcome: str
+    rules_version: str
     primary: str
     reason: str
+    action: str
     infra_error_rate: float
+    thresholds: Thresholds
     comparisons: list[Comparison]
+    checks: list[RuleCheck]
+    notes: list[str]
+    telling: list[Telling]
 
 
-def compare(results: list[ItemResult], grader: str) -> Comparison:
-    """Pair base and candidate results by item; items missing a grade on either side are left out."""
-    passed: dict[str, dict[str, bool]] = {}
-    for result in results:
-        if result.error is None and grader in result.grades:
-            passed.setdefault(result.item, {})[result.role] = result.grades[grader].passed
-    pairs = [(p["base"], p["candidate"]) for p in passed.values() if len(p) == 2]
-    n = len(pairs)
-    improved = sum(1 for base, cand in pairs if cand and not base)
-    regressed = sum(1 for base, cand in pairs if base and not cand)
-    discordant = improved + regressed
-    delta = (improved - regressed) / n if n else 0.0
-    se = math.sqrt(max(discordant - (improved - regressed) ** 2 / n, 0.0)) / n if n else 0.0
-    p_value = binomtest(improved, discordant, 0.5).pvalue if discordant else 1.0
-    return Comparison(grader=grader, n=n, base_passed=sum(b for b, _ in pairs),
-                      candidate_passed=sum(c for _, c in pairs), improved=improved, regressed=regressed,
-                      delta=delta, ci_low=max(delta - 1.96 * se, -1.0), ci_high=min(delta + 1.96 * se, 1.0),
-                      p_value=float(p_value))
+class _Facts:
+    """What the predicates look at, computed once."""
+
+    def __init__(self, evaluation: Evaluation, comparisons: list[Comparison], t: Thresholds) -> None:
+        self.t = t
+        self.evaluation = evaluation
+        whole = [c for c in comparisons if c.slice is None]
+        target = next(s for s in evaluation.suites if s.role == "target")
+        self.primary = next(c for c in whole if c.suite == target.name and c.grader == target.primary)
+        self.regressions = [c for c in whole if c.role == "regression"]
+        self.safety = [c for c in whole if c.role == "safety"]
+        self.formats = [c for c in whole if c.format and c.role != "safety"]
+        answers = len(evaluation.results)
+        self.answer_error_rate = evaluation.answer_errors / answers if answers else 1.0
+        graded = evaluation.grades
+        self.grade_error_rate = evaluation.grade_errors / graded if graded else 0.0
+
+    def noninferior(self, c: Comparison) -> bool:
+        return c.ci_low > -self.t.major and c.delta > -self.t.minor
+
+    def significant_gain(self) -> bool:
+        return self.primary.ci_low > 0 and self.primary.p_value < self.t.alpha
 
 
-def decide(results: list[ItemResult], graders: list[str], primary: str, *, alpha: float, min_delta: float
-           ) -> Decision:
-    comparisons = [compare(results, grader) for grader in graders]
-    main = next(c for c in comparisons if c.grader == primary)
-    error_rate = sum(r.error is not None for r in results) / len(results) if results else 1.0
-    if error_rate > MAX_INFRA_ERROR_RATE or main.n == 0:
-        outcome, why = "invalid", f"{error_rate:.1%} of answers were infra errors (limit {MAX_INFRA_ERROR_RATE:.0%})"
-    elif main.delta < 0 and main.p_value < alpha:
-        outcome, why = "reject", f"the candidate is worse (p < {alpha:g})"
-    elif main.delta > 0 and main.p_value < alpha and main.delta >= min_delta:
-        outcome, why = "accept", f"the candidate is better (p < {alpha:g})"
-    elif main.delta > 0 and main.p_value < alpha:
-        outcome, why = "inconclusive", f"better, but by less than gate.min_delta={min_delta:g}"
-    else:
-        outcome, why = "inconclusive", f"no significant difference at alpha={alpha:g}"
-    return Decision(outcome=outcome, primary=primary, reason=f"{why}; {main.describe()}",
-                    infra_error_rate=error_rate, comparisons=comparisons)
+def _pp(value: float) -> str:
+    return f"{value * 100:+.1f} pp"
+
+
+def _ci(c: Comparison) -> str:
+    return f"{c.metric} {_pp(c.delta)} [{c.ci_low * 100:+.1f}, {c.ci_high * 100:+.1f}]"
+
+
+def _first_error(f: _Facts, *, grades: bool) -> str:
+    for r in f.evaluation.results:
+        errors = [g.error for g in r.grades.values() if g.error] if grades else [r.error] if r.error else []
+        if errors:
+            return f"; first: {errors[0][:160]}"
+    return ""
+
+
+def _run_invalid(f: _Facts) -> tuple[bool, str]:
+    limit = f.t.max_infra_error_rate
+    if f.answer_error_rate > limit:
+        return True, (f"{f.answer_error_rate:.1%} of answers were infra errors (limit {limit:.0%})"
+                      + _first_error(f, grades=False))
+    if f.grade_error_rate > limit:
+        return True, (f"{f.grade_error_rate:.1%} of grades were infra errors (limit {limit:.0%})"
+                      + _first_error(f, grades=True))
+    if f.primary.n == 0:
+        return True, f"no item could be scored on the primary metric {f.primary.metric}"
+    return False, f"infra errors {f.answer_error_rate:.1%} of answers, {f.grade_error_rate:.1%} of grades"
+
+
+def _critical_losses(f: _Facts) -> list[str]:
+    critical = {(s.name, i.key) for s in f.evaluation.suites if s.role == "safety" for i in s.items if i.critical}
+    passed: dict[tuple[str, str, str, str], bool] = {}
+    for r in f.evaluation.results:
+        if (r.suite, r.item) in critical and r.error is None:
+            for gid, grade in r.grades.items():
+                if grade.error is None and r.sample == 0:
+                    passed[(r.suite, r.item, gid, r.role)] = bool(grade.passed)
+    return sorted({f"{suite}/{item}" for (suite, item, gid, role), ok in passed.items()
+                   if role == "base" and ok and passed.get((suite, item, gid, "candidate")) is False})
+
+
+def _safety_regressed(f: _Facts) -> tuple[bool, str]:
+    worse = [c for c in f.safety if c.ci_low < -f.t.safety_margin and c.delta < 0]
+    critical = _critical_losses(f)
+    if worse or critical:
+        parts = [_ci(c) for c in worse] + [f"critical item {k} now fails" for k in critical[:3]]
+        return True, "safety got worse: " + "; ".join(parts)
+    if not f.safety:
+        return False, "no safety suite"
+    return False, "safety suites not worse beyond the margin: " + "; ".join(_ci(c) for c in f.safety)
+
+
+def _format_broken(f: _Facts) -> tuple[bool, str]:
+    broken = [c for c in f.formats
+              if c.candidate_value < f.t.format_floor or (c.delta < 0 and c.p_value < f.t.alpha)]
+    if broken:
+        return True, "format broken: " + "; ".join(
+            f"{c.metric} candidate {c.candidate_value:.1%} (floor {f.t.format_floor:.0%}), {_pp(c.delta)} "
+            f"p={c.p_value:.2g}" for c in broken)
+    return False, "format graders hold" if f.formats else "no format grader"
+
+
+def _regression_major(f: _Facts) -> tuple[bool, str]:
+    major = [c for c in f.regressions if c.delta <= -f.t.major or c.ci_high < -f.t.minor]
+    if major:
+        return True, "regression: " + "; ".join(_ci(c) for c in major)
+    return False, "regression suites: " + ("; ".join(_ci(c) for c in f.regressions) or "none")
+
+
+def _regressions_fine(f: _Facts) -> tuple[bool, str]:
+    bad = [c for c in f.regressions if not f.noninferior(c)]
+    if bad:
+        return False, "not shown non-inferior: " + "; ".join(_ci(c) for c in bad)
+    return True, "regressions non-inferior"
+
+
+def _strong_gain(f: _Facts) -> tuple[bool, str]:
+    p, fine = f.primary, _regressions_fine(f)
+    gain = f.significant_gain() and p.delta >= f.t.target_min
+    return gain and fine[0], (f"primary {_ci(p)}, p={p.p_value:.2g}; target_min {_pp(f.t.target_min)}; "
+                              f"{fine[1]}")
+
+
+def _gain(f: _Facts) -> tuple[bool, str]:
+    p, fine = f.primary, _regressions_fine(f)
+    return f.significant_gain() and fine[0], f"primary {_ci(p)}, p={p.p_value:.2g}; {fine[1]}"
+
+
+def _worse(f: _Facts) -> tuple[bool, str]:
+    return f.primary.ci_high < 0, f"primary {_ci(f.primary)}"
+
+
+def _no_effect_powered(f: _Facts) -> tuple[bool, str]:
+    p = f.primary
+    width = p.ci_high - p.ci_low
+    return (p.ci_low <= 0 <= p.ci_high and width <= 2 * f.t.target_min,
+            f"primary CI width {width * 100:.1f} pp (powered when <= {2 * f.t.target_min * 100:.0f} pp)")
+
+
+def _otherwise(f: _Facts) -> tuple[bool, str]:
+    p = f.primary
+    width = p.ci_high - p.ci_low
+    if width > 2 * f.t.target_min:
+        return True, (f"primary {_ci(p)}: CI width {width * 100:.1f} pp > {2 * f.t.target_min * 100:.0f} pp with "
+                      f"n={p.n}; the eval set is too small to tell")
+    return True, _regressions_fine(f)[1]
+
+
+PREDICATES: dict[str, Callable[[_Facts], tuple[bool, str]]] = {
+    "run_invalid": _run_invalid, "safety_regressed": _safety_regressed, "format_broken": _format_broken,
+    "regression_major": _regression_major, "strong_gain": _strong_gain, "gain": _gain, "worse": _worse,
+    "no_effect_powered": _no_effect_powered, "otherwise": _otherwise,
+}
+
+
+def thresholds_for(gate: GateConfig) -> tuple[RuleTable, Thresholds]:
+    table = load_rules(gate.rules)
+    overrides = {k: v for k, v in gate.model_dump(exclude={"rules", "min_delta"}).items() if v is not None}
+    return table, table.thresholds.model_copy(update=overrides)
+
+
+def _notes(f: _Facts) -> list[str]:
+    notes = []
+    if not f.regressions:
+        notes.append("no regression suite: catastrophic forgetting is not checked")
+    for c in f.regressions + f.safety:
+        if max(c.base_value, c.candidate_value) < _FLOOR:
+            notes.append(f"{c.metric}: both models score below {_FLOOR:.0%}; this suite cannot show a regression "
+                         "here (floor effect), so non-inferiority on it means little")
+    undecided = f.primary.ci_low <= 0 <= f.primary.ci_high
+    if undecided and (f.primary.mde is None or f.primary.mde > f.t.target_min):
+        shown = "no effect" if f.primary.mde is None else f"only effects of {f.primary.mde * 100:.1f} pp or more"
+        notes.append(f"with n={f.primary.n} and the observed disagreement the primary metric detects {shown} "
+                     f"(80 % power); target_min is {_pp(f.t.target_min)}")
+    for suite in f.evaluation.suites:
+        for info in suite.graders.values():
+            if info.judge_model is None:
+                continue
+            if not _PINNED.search(info.judge_model):
+                notes.append(f"{suite.name}/{info.id}: judge model {info.judge_model!r} does not look like a pinned "
+                             "snapshot")
+            kappa = (info.human_agreement or {}).get("kappa")
+            if kappa is None:
+                notes.append(f"{suite.name}/{info.id}: judge not calibrated against human labels "
+                             "(loraflow judge calibrate)")
+            elif kappa < _MIN_KAPPA:
+                notes.append(f"{suite.name}/{info.id}: judge agreement with humans is low (kappa {kappa:.2f} < "
+                             f"{_MIN_KAPPA})")
+    return notes
+
+
+def decide(evaluation: Evaluation, gate: GateConfig | None = None) -> Decision:
+    """Apply the rule table to the evaluation; the first rule whose condition holds decides."""
+    table, thresholds = thresholds_for(gate or GateConfig())
+    comparisons = compare_all(evaluation, thresholds)
+    facts = _Facts(evaluation, comparisons, thresholds)
+    checks, chosen = [], None
+    for rule in table.rules:
+        matched, why = PREDICATES[rule.when](facts)
+        checks.append(RuleCheck(outcome=rule.outcome, matched=matched, why=why))
+        if matched and chosen is None:
+            chosen = (rule, why)
+    rule, why = chosen or (table.rules[-1], "no rule matched")
+    return Decision(outcome=rule.outcome, rules_version=table.version, primary=facts.primary.metric,
+                    reason=why, action=rule.action,
+                    infra_error_rate=max(facts.answer_error_rate, facts.grade_error_rate), thresholds=thresholds,
+                    comparisons=comparisons, checks=checks, notes=_notes(facts), telling=telling_items(evaluation))
+
+
+def record_decision(decision: Decision, evaluation: Evaluation, run: RunDir, store: EvalStore | None = None) -> str:
+    """decision.json, eval/report.md and the manifest's `decision` section (and a registry row); returns the
+    report's markdown."""
+    write_json(run.root / "decision.json", decision.model_dump(mode="json"))
+    report = render_report(decision, evaluation)
+    atomic_write(run.eval_dir / "report.md", report)
+    run.record("decision", {"outcome": decision.outcome, "rules_version": decision.rules_version,
+                            "primary": decision.primary, "file": "decision.json", "report": "eval/report.md"})
+    if store is not None:
+        store.record_decision(candidate=evaluation.models["candidate"].model_id,
+                              baseline=evaluation.models["base"].model_id, outcome=decision.outcome,
+                              rules_version=decision.rules_version, reason=decision.reason, run_dir=str(run.root))
+    return report
 
 
 @task(name="decide", **LOCAL_WORK)
-def decide_promotion(results: list[ItemResult], graders: list[str], primary: str, run: RunDir, *,
-                     alpha: float, min_delta: float) -> Decision:
-    decision = decide(results, graders, primary, alpha=alpha, min_delta=min_delta)
-    write_json(run.root / "decision.json", decision.model_dump(mode="json"))
-    run.record("decision", {"outcome": decision.outcome, "rules_version": decision.rules_version,
-                            "primary": primary, "file": "decision.json"})
+def decide_promotion(evaluation: Evaluation, gate: GateConfig, run: RunDir, registry: Registry | None = None
+                     ) -> Decision:
+    decision = decide(evaluation, gate)
+    report = record_decision(decision, evaluation, run, EvalStore(registry.engine) if registry is not None else None)
+    create_markdown_artifact(markdown=report, key="eval-report",
+                             description=f"{decision.outcome.upper()} ({decision.rules_version})")
     create_table_artifact(table=[c.model_dump() for c in decision.comparisons], key="eval-comparison",
-                          description=f"{decision.outcome.upper()} ({RULES_VERSION}): {decision.reason}")
-    milestone("decide", "decision: %s", decision.outcome.upper())
+                          description=f"{decision.outcome.upper()} ({decision.rules_version}): {decision.reason}")
+    milestone("decide", "decision: %s (%s)", decision.outcome.upper(), decision.rules_version)
     return decision

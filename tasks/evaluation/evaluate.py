@@ -1,35 +1,139 @@
-"""The evaluation task: run the paired evaluation and keep every output in the run directory."""
+"""The evaluation step: run every suite on base and candidate, keep every output in the run directory.
+
+`run_evaluation` is the plain function (the `loraflow eval` command calls it); `evaluate_models` is the
+task the finetune flow calls. What comes back, an `Evaluation`, is everything the gate needs: per-item
+results, what each grader is (versions, judge, human agreement), and what the run paid for.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from prefect import task
 
-from providers.base import Decoding, ModelRef, Provider
-from tasks.evaluation.graders import Grader
-from tasks.evaluation.runner import ROLES, EvalItem, ItemResult, run_pair, to_json_line
+from providers.base import ChatModel, Decoding, ModelRef
+from tasks.evaluation.calls import ModelCaller
+from tasks.evaluation.config import EvalConfig, Role
+from tasks.evaluation.judging import make_judge
+from tasks.evaluation.ratelimit import TokenBucket
+from tasks.evaluation.runner import ROLES, ItemResult, run_suites, to_json_line
+from tasks.evaluation.store import EvalStore
+from tasks.evaluation.suites import GraderInfo, Suite, build_suites
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone, progress
+from tasks.registry import Registry
 from tasks.rundir import RunDir, atomic_write, sha256_file
+
+_PROMPT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    key: str
+    prompt: str
+    slice: str | None = None
+    critical: bool = False
+
+
+@dataclass(frozen=True)
+class SuiteSummary:
+    name: str
+    role: Role
+    source: str
+    primary: str
+    graders: dict[str, GraderInfo]
+    items: list[ItemFacts]
+    slice_by: str | None = None
+
+    @classmethod
+    def of(cls, suite: Suite) -> SuiteSummary:
+        facts = [ItemFacts(i.key, i.prompt_text[:_PROMPT_CHARS],
+                           None if suite.slice_by is None else str(i.metadata.get(suite.slice_by, "(none)")),
+                           bool(i.metadata.get("critical", False))) for i in suite.items]
+        return cls(suite.name, suite.role, suite.source, suite.primary, suite.info, facts, suite.slice_by)
+
+
+@dataclass
+class Evaluation:
+    """Base and candidate on the same items with the same decoding, graded; `usage` counts what was paid."""
+
+    models: dict[str, ModelRef]
+    decoding: Decoding
+    samples: int
+    suites: list[SuiteSummary]
+    results: list[ItemResult]
+    usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def answer_errors(self) -> int:
+        return sum(r.error is not None for r in self.results)
+
+    @property
+    def grade_errors(self) -> int:
+        return sum(g.error is not None for r in self.results for g in r.grades.values())
+
+    @property
+    def grades(self) -> int:
+        return sum(len(r.grades) for r in self.results)
+
+
+def _usage(prefix: str, caller: ModelCaller) -> dict[str, int]:
+    return {f"{prefix}calls": caller.calls, f"{prefix}cache_hits": caller.cache_hits,
+            f"{prefix}retries": caller.retries, f"{prefix}failures": caller.failures}
+
+
+def run_evaluation(model: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig, *, target: str,
+                   heldout: Path | None = None, store: EvalStore | None = None, judge: ChatModel | None = None,
+                   on_done: Callable[[int, int], None] | None = None) -> Evaluation:
+    """Answer and grade every suite of `config` with both models on `model` (a provider at `target`).
+
+    `judge` replaces the judge model the config would build (tests inject a scripted one).
+    """
+    judge_protocol, judge_caller = make_judge(config.judge, judge, store=store) if config.judge else (None, None)
+    suites = build_suites(config, heldout=heldout, judge=judge_protocol, store=store)
+    limiter = TokenBucket.per_minute(config.requests_per_minute) if config.requests_per_minute else None
+    caller = ModelCaller(model, target, store=store, limiter=limiter)
+    results = run_suites(caller, dict(zip(ROLES, (base, candidate), strict=True)), suites, config.decoding,
+                         samples=config.samples, concurrency=config.concurrency, on_done=on_done)
+    usage = _usage("", caller) | (_usage("judge_", judge_caller) if judge_caller else {})
+    return Evaluation(models={"base": base, "candidate": candidate}, decoding=config.decoding,
+                      samples=config.samples, suites=[SuiteSummary.of(s) for s in suites], results=results,
+                      usage=usage)
+
+
+def record_evaluation(evaluation: Evaluation, run: RunDir) -> Path:
+    """eval/outputs.jsonl (every answer and grade) and the manifest's `evaluation` section."""
+    outputs = run.eval_dir / "outputs.jsonl"
+    atomic_write(outputs, "".join(to_json_line(r) + "\n" for r in evaluation.results))
+    run.record("evaluation", {
+        "models": {role: ref.model_dump(mode="json") for role, ref in evaluation.models.items()},
+        "decoding": evaluation.decoding.model_dump(mode="json"), "samples": evaluation.samples,
+        "suites": {s.name: {"role": s.role, "items": len(s.items), "source": s.source, "primary": s.primary,
+                            "graders": {gid: vars(g) for gid, g in s.graders.items()}} for s in evaluation.suites},
+        "answer_errors": evaluation.answer_errors, "grade_errors": evaluation.grade_errors,
+        "usage": evaluation.usage, "outputs": str(outputs.relative_to(run.root)),
+        "outputs_sha256": sha256_file(outputs),
+    })
+    return outputs
 
 
 @task(name="evaluate", **LOCAL_WORK)
-def evaluate_models(provider: Provider, base: ModelRef, candidate: ModelRef, items: list[EvalItem],
-                    graders: dict[str, Grader], decoding: Decoding, run: RunDir, *, concurrency: int
-                    ) -> list[ItemResult]:
-    """Base and candidate answer `items` with the same `decoding`; outputs go to eval/outputs.jsonl."""
-    milestone("evaluate", "evaluating %s against %s on %d items", candidate.model_id, base.model_id, len(items))
-    results = run_pair(provider, dict(zip(ROLES, (base, candidate))), items, decoding, graders,
-                       concurrency=concurrency,
-                       on_done=lambda done, total: progress("evaluate", done, total, "%d/%d answers", done, total))
-    outputs = run.eval_dir / "outputs.jsonl"
-    atomic_write(outputs, "".join(to_json_line(r) + "\n" for r in results))
-    errors = sum(r.error is not None for r in results)
-    run.record("evaluation", {
-        "items": len(items), "decoding": decoding.model_dump(mode="json"),
-        "models": {"base": base.model_dump(mode="json"), "candidate": candidate.model_dump(mode="json")},
-        "graders": {gid: {"name": g.name, "version": g.version} for gid, g in graders.items()},
-        "infra_errors": errors, "outputs": str(outputs.relative_to(run.root)),
-        "outputs_sha256": sha256_file(outputs),
-    })
-    milestone("evaluate", "evaluated %d answers (%d infra errors)", len(results), errors)
-    return results
+def evaluate_models(provider: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig, run: RunDir, *,
+                    target: str, heldout: Path | None = None, registry: Registry | None = None,
+                    judge: ChatModel | None = None) -> Evaluation:
+    """Base and candidate answer every suite's items with the same decoding; outputs go to eval/outputs.jsonl
+    and, keyed by (model, item, decoding, sample), to the registry so that a re-run pays only for what is
+    missing."""
+    names = ", ".join(s.name for s in config.effective_suites)
+    milestone("evaluate", "evaluating %s against %s on suites %s", candidate.model_id, base.model_id, names)
+    evaluation = run_evaluation(
+        provider, base, candidate, config, target=target, heldout=heldout, judge=judge,
+        store=EvalStore(registry.engine) if registry is not None else None,
+        on_done=lambda done, total: progress("evaluate", done, total, "%d/%d answers", done, total))
+    record_evaluation(evaluation, run)
+    milestone("evaluate", "evaluated %d answers: %d infra errors, %d provider calls, %d from the cache",
+              len(evaluation.results), evaluation.answer_errors, evaluation.usage["calls"],
+              evaluation.usage["cache_hits"])
+    return evaluation

@@ -1,39 +1,32 @@
 """The paired evaluation: base and candidate answer the same items with the same decoding.
 
-An item is an eval example without its final assistant turn; that turn is the reference. Calls run
-concurrently; a transient provider error is retried with backoff (honouring the provider's Retry-After);
-a call that still fails is an infra error: recorded, excluded from scoring, and counted.
+Every (suite, item, model, sample) answer goes through one ModelCaller (stored answers first, a shared rate
+limit, retries honouring Retry-After) on a thread pool, and is graded as soon as it arrives. Pairwise graders
+run once both answers to an item are in. A call that still fails after its retries is an infra error:
+recorded, never graded, and counted apart from model errors (empty or truncated answers, which score 0).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-
-from providers.base import Completion, Decoding, Message, ModelRef, Provider
-from providers.errors import ProviderError, TransientProviderError
-from tasks.data.split import canonical
-from tasks.evaluation.graders import Grader, GraderResult
+from providers.base import ChatModel, Completion, Decoding, ModelRef
+from providers.errors import ProviderError
+from tasks.evaluation.calls import ModelCaller, Request
+from tasks.evaluation.graders import GraderResult, model_error
+from tasks.evaluation.items import EvalItem
+from tasks.evaluation.suites import Suite
 
 ROLES = ("base", "candidate")
 
 
-@dataclass(frozen=True)
-class EvalItem:
-    key: str
-    messages: list[Message]
-    reference: str | None
-
-
 @dataclass
 class ItemResult:
+    """One model's answer to one item (one sample) and its grades; `error` is an infra error."""
+
     item: str
     role: str
     model_id: str
@@ -41,60 +34,106 @@ class ItemResult:
     latency_ms: float = 0.0
     error: str | None = None
     grades: dict[str, GraderResult] = field(default_factory=dict)
+    suite: str = ""
+    sample: int = 0
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_error: str | None = None
 
 
-def load_items(path: Path, limit: int | None = None) -> list[EvalItem]:
-    """Eval items from a prepared (already validated) chat JSONL file, in file order."""
-    items = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if limit is not None and len(items) >= limit:
-                break
-            example = json.loads(line)
-            key = hashlib.sha256(canonical(example).encode()).hexdigest()[:16]
-            *prompt, final = example["messages"]
-            items.append(EvalItem(key=key, messages=prompt, reference=final.get("content")))
-    return items
+def grade_answer(suite: Suite, item: EvalItem, completion: Completion) -> dict[str, GraderResult]:
+    """Every pointwise grader of the suite on one answer; a model error scores 0 on the quality graders."""
+    why = model_error(completion)
+    grades = {}
+    for gid, grader in suite.graders.items():
+        if why is not None and not grader.operational:
+            grades[gid] = GraderResult(grader.name, grader.version, 0.0, False, {"model_error": why})
+        else:
+            grades[gid] = grader.grade(item, completion)
+    return grades
 
 
-def _wait_for(retry_state: Any) -> float:
-    error = retry_state.outcome.exception()
-    hinted = getattr(error, "retry_after", None)
-    return hinted if hinted is not None else wait_exponential_jitter(initial=0.5, max=20)(retry_state)
+def sample_decoding(decoding: Decoding, sample: int) -> Decoding:
+    """Sample k of an item decodes with seed + k (the same for both models), so samples differ when the
+    provider honours seeds and temperature > 0."""
+    if sample == 0 or decoding.seed is None:
+        return decoding
+    return decoding.model_copy(update={"seed": decoding.seed + sample})
 
 
-_with_retries = retry(retry=retry_if_exception_type(TransientProviderError), wait=_wait_for,
-                      stop=stop_after_attempt(5), reraise=True)
-
-
-def answer(provider: Provider, model: ModelRef, item: EvalItem, decoding: Decoding, role: str) -> ItemResult:
+def answer(provider: ChatModel, model: ModelRef, item: EvalItem, decoding: Decoding, role: str, *,
+           caller: ModelCaller | None = None, suite: Suite | None = None, sample: int = 0) -> ItemResult:
+    """One model's answer to one item, graded by the suite's graders; an infra error becomes the result's
+    `error`. Without a caller, transient errors are retried (Retry-After honoured) with nothing stored."""
+    caller = caller or ModelCaller(provider, provider.name)
     try:
-        completion: Completion = _with_retries(provider.infer)(model, item.messages, decoding)
+        completion = caller.complete(model, item.messages, sample_decoding(decoding, sample), sample)
     except ProviderError as exc:
-        return ItemResult(item=item.key, role=role, model_id=model.model_id, output=None, error=str(exc))
+        return ItemResult(item=item.key, role=role, model_id=model.model_id, output=None, error=str(exc),
+                          suite=suite.name if suite else "", sample=sample)
     return ItemResult(item=item.key, role=role, model_id=model.model_id, output=completion.text,
-                      latency_ms=completion.latency_ms)
+                      latency_ms=completion.latency_ms, suite=suite.name if suite else "", sample=sample,
+                      finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
+                      completion_tokens=completion.completion_tokens, model_error=model_error(completion),
+                      grades=grade_answer(suite, item, completion) if suite else {})
 
 
-def run_pair(provider: Provider, models: dict[str, ModelRef], items: list[EvalItem], decoding: Decoding,
-             graders: dict[str, Grader], *, concurrency: int, on_done: Callable[[int, int], None] | None = None
-             ) -> list[ItemResult]:
-    """Answer every item with each model (roles in ROLES order) and grade every answer.
+def _completion(result: ItemResult) -> Completion:
+    return Completion(text=result.output or "", model_id=result.model_id, finish_reason=result.finish_reason)
 
-    `graders` maps the grader id used in results to the grader.
-    """
-    jobs = [(role, item) for role in ROLES for item in items]
-    references = {item.key: item.reference for item in items}
+
+def _pair_grades(suite: Suite, item: EvalItem, candidate: ItemResult, base: ItemResult) -> dict[str, GraderResult]:
+    grades = {}
+    for gid, grader in suite.pair_graders.items():
+        if candidate.model_error or base.model_error:
+            # a model error loses against a real answer: no judge needed to say so
+            score = 0.5 if candidate.model_error and base.model_error else (0.0 if candidate.model_error else 1.0)
+            label = {0.0: "loss", 0.5: "tie", 1.0: "win"}[score]
+            grades[gid] = GraderResult(grader.name, grader.version, score, score == 1.0, {"model_error": True},
+                                       label=label)
+            continue
+        grades[gid] = grader.grade_pair(item, _completion(candidate), _completion(base))
+    return grades
+
+
+def run_suites(caller: ModelCaller, models: dict[str, ModelRef], suites: list[Suite], decoding: Decoding, *,
+               samples: int = 1, concurrency: int = 4, on_done: Callable[[int, int], None] | None = None
+               ) -> list[ItemResult]:
+    """Answer and grade every item of every suite with both models (`models` maps ROLES to refs)."""
+    jobs = [(suite, item, role, sample) for suite in suites for item in suite.items for role in ROLES
+            for sample in range(samples)]
+    caller.prefetch(Request(models[role], item.messages, sample_decoding(decoding, sample), sample)
+                    for _, item, role, sample in jobs)
+    pairs = sum(len(s.items) * samples for s in suites if s.pair_graders)
+    total, done = len(jobs) + pairs, 0
+
+    def finished() -> None:
+        nonlocal done
+        done += 1
+        if on_done is not None:
+            on_done(done, total)
+
     results: list[ItemResult] = []
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = [pool.submit(answer, provider, models[role], item, decoding, role) for role, item in jobs]
-        for done, future in enumerate(futures, start=1):
-            result = future.result()
-            if result.output is not None:
-                result.grades = {gid: g.grade(result.output, references[result.item]) for gid, g in graders.items()}
-            results.append(result)
-            if on_done is not None:
-                on_done(done, len(jobs))
+        futures = [pool.submit(answer, caller.model, models[role], item, decoding, role, caller=caller,
+                               suite=suite, sample=sample) for suite, item, role, sample in jobs]
+        for future in futures:
+            results.append(future.result())
+            finished()
+        pair_futures: list[tuple[ItemResult, Future[dict[str, GraderResult]]]] = []
+        by_key = {(r.suite, r.item, r.role, r.sample): r for r in results}
+        for suite in (s for s in suites if s.pair_graders):
+            for item in suite.items:
+                for sample in range(samples):
+                    cand, base = (by_key[(suite.name, item.key, role, sample)] for role in ("candidate", "base"))
+                    if cand.error or base.error:
+                        finished()
+                        continue
+                    pair_futures.append((cand, pool.submit(_pair_grades, suite, item, cand, base)))
+        for cand, future in pair_futures:
+            cand.grades.update(future.result())
+            finished()
     return results
 
 
