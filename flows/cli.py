@@ -16,6 +16,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from flows.commands import data as data_commands
+from flows.commands import eval as eval_commands
+from flows.commands import judge as judge_commands
 from providers.errors import ConfigError, LoraflowError
 
 # Set before Prefect is imported (lazily, in `run`): no phone-home, and our logger reaches the Prefect UI.
@@ -26,6 +29,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="LoRA fine-tuning pipelines: prepare, train, prove the gain against the base, promote.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect and check pipeline files.")
 app.add_typer(config_app, name="config")
+app.add_typer(data_commands.app, name="data")
+app.add_typer(eval_commands.app, name="eval", help="Evaluate a model against a baseline on the pipeline's suites "
+                                                    "and apply the gate, without training.")
+app.add_typer(judge_commands.app, name="judge")
 console = Console()
 errors = Console(stderr=True)
 
@@ -96,14 +103,44 @@ def config_check(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAM
 
 
 @app.command()
+def deploy(prefect_file: Annotated[Path | None, typer.Option(help="default: deployments/prefect.yaml")] = None
+           ) -> None:
+    """Register the deployments of deployments/prefect.yaml with the Prefect API (PREFECT_API_URL)."""
+    from flows import deployments
+
+    try:
+        names = deployments.deploy(deployments.read_specs(prefect_file or deployments.PREFECT_FILE))
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"registered {', '.join(names)}; start a worker: prefect worker start --pool loraflow-process")
+
+
+@app.command()
+def serve(prefect_file: Annotated[Path | None, typer.Option(help="default: deployments/prefect.yaml")] = None,
+          limit: Annotated[int | None, typer.Option(help="most runs at once")] = None) -> None:
+    """Serve the deployments of deployments/prefect.yaml from this process (no work pool, no worker)."""
+    from flows import deployments
+
+    try:
+        specs = deployments.read_specs(prefect_file or deployments.PREFECT_FILE)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    deployments.serve(specs, limit=limit)
+
+
+@app.command()
 def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
              state_dir: Annotated[Path | None, typer.Option(help="keep files and jobs across restarts")] = None,
              api_key: Annotated[str | None, typer.Option(help="require this bearer key")] = None,
-             speed: Annotated[float, typer.Option(help="job timeline speed multiplier")] = 1.0) -> None:
-    """Serve the OpenAI fine-tuning API on loopback for offline rehearsals."""
+             speed: Annotated[float, typer.Option(help="job timeline speed multiplier")] = 1.0,
+             latency_s: Annotated[float, typer.Option(help="seconds each chat completion takes")] = 0.0,
+             requests_per_minute: Annotated[int | None, typer.Option(
+                 help="answer 429 with Retry-After beyond this many chat completions a minute")] = None) -> None:
+    """Serve the OpenAI and Together fine-tuning APIs on loopback for offline rehearsals."""
     from providers.emulator import serve_forever
 
-    serve_forever(port=port, state_dir=state_dir, api_key=api_key, speed=speed)
+    serve_forever(port=port, state_dir=state_dir, api_key=api_key, speed=speed, latency_s=latency_s,
+                  requests_per_minute=requests_per_minute)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from providers.errors import ConfigError
 from tasks.costs import BudgetConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
-from tasks.evaluation.graders import build_grader
 from tasks.polling import PollConfig
 
 
@@ -77,20 +76,20 @@ def load_pipeline(path: Path) -> Pipeline:
         pipeline = Pipeline.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError.from_validation(exc, where=str(path)) from None
-    data_path = (path.parent / pipeline.data.path).resolve()
-    if not data_path.is_file():
-        raise ConfigError(f"{path}: data.path: no such file: {data_path}")
+    data = pipeline.data.resolved(path.parent)
+    for key, file in (("data.path", data.path), ("data.eval_path", data.eval_path)):
+        if file is not None and not file.is_file():
+            raise ConfigError(f"{path}: {key}: no such file: {file}")
     options_model = provider_class(pipeline.provider.name).Options
     try:
         options_model.model_validate(pipeline.provider.options)
     except ValidationError as exc:
         raise ConfigError.from_validation(exc, where=str(path), prefix="provider.options") from None
-    for index, grader in enumerate(pipeline.eval.graders):
-        try:
-            build_grader(grader.name, **grader.params)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: eval.graders.{index}: {exc}") from None
-    return pipeline.model_copy(update={"data": pipeline.data.model_copy(update={"path": data_path})})
+    try:
+        eval_config = pipeline.eval.with_paths_resolved(path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return pipeline.model_copy(update={"data": data, "eval": eval_config})
 
 
 def pipeline_schema() -> dict[str, Any]:

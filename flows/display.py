@@ -21,7 +21,8 @@ from rich.text import Text
 from tasks.gate import Decision
 
 STAGES = ("prepare", "upload", "submit", "train", "evaluate", "decide")
-_COLOURS = {"accept": "green", "reject": "red", "inconclusive": "yellow", "invalid": "magenta"}
+_COLOURS = {"accept": "green", "accept_weak": "green", "marginal": "yellow", "underpowered": "yellow",
+            "invalid": "magenta"}
 
 
 class RunDisplay(logging.Handler):
@@ -70,16 +71,18 @@ class RunDisplay(logging.Handler):
 
 
 def decision_panel(decision: Decision, model_id: str, run_dir: str) -> Panel:
-    """The decision, one row per grader (the primary first), the candidate and the run directory."""
-    colour = _COLOURS.get(decision.outcome, "white")
+    """The decision, one row per comparison (the primary first), the notes, the candidate and the run directory."""
+    colour = _COLOURS.get(decision.outcome, "red")
     table = Table(box=None, pad_edge=False)
-    for column in ("grader", "base", "candidate", "delta [95% CI]", "p"):
-        table.add_column(column, justify="left" if column == "grader" else "right")
-    for c in sorted(decision.comparisons, key=lambda c: c.grader != decision.primary):
-        name = f"{c.grader} (primary)" if c.grader == decision.primary else c.grader
-        table.add_row(name, f"{c.base_passed}/{c.n}", f"{c.candidate_passed}/{c.n}",
+    for column in ("metric", "kind", "base", "candidate", "delta [95% CI]", "p"):
+        table.add_column(column, justify="left" if column in ("metric", "kind") else "right")
+    for c in sorted(decision.comparisons, key=lambda c: (c.metric != decision.primary, c.slice is not None)):
+        name = f"{c.metric} (primary)" if c.metric == decision.primary else c.metric
+        table.add_row(name, c.kind, f"{c.base_value:.1%}", f"{c.candidate_value:.1%}",
                       f"{c.delta * 100:+.1f} pp [{c.ci_low * 100:+.1f}, {c.ci_high * 100:+.1f}]", f"{c.p_value:.2g}")
-    why = decision.reason.split(";")[0]
-    body = Group(Text.from_markup(f"[bold {colour}]{decision.outcome.upper()}[/]: {why}"), Text(""), table, Text(""),
-                 Text.from_markup(f"[dim]candidate[/] {model_id}\n[dim]run dir[/]   {run_dir}"))
-    return Panel(body, title=f"decision ({decision.rules_version})", border_style=colour, expand=False)
+    parts: list[Text | Table] = [Text.assemble((decision.outcome.upper(), f"bold {colour}"), ": ", decision.reason),
+                                 Text(""), table]
+    if decision.notes:
+        parts += [Text(""), *(Text.assemble(("note ", "dim"), note) for note in decision.notes)]
+    parts += [Text(""), Text.assemble(("candidate ", "dim"), model_id, "\n", ("run dir   ", "dim"), run_dir)]
+    return Panel(Group(*parts), title=f"decision ({decision.rules_version})", border_style=colour, expand=False)

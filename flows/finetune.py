@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow
+from prefect.artifacts import create_link_artifact
 
 from flows.config import Pipeline
 from providers.base import ModelRef
 from tasks.connection import open_provider
 from tasks.costs import budget_gate, record_actual_cost, spend_ceiling
 from tasks.data.prepare import prepare_dataset
+from tasks.data.target import DataTarget
 from tasks.evaluation.evaluate import evaluate_models
-from tasks.evaluation.graders import build_grader
-from tasks.evaluation.runner import load_items
 from tasks.gate import Decision, decide_promotion
 from tasks.registry import Registry
 from tasks.rundir import RunDir
@@ -38,7 +38,7 @@ def finetune(pipeline: Pipeline) -> RunSummary:
     cfg, spec = pipeline.provider, pipeline.training
     with open_provider(cfg.name, cfg.options, cfg.endpoint) as provider:
         check_spec(provider, spec)
-        data = prepare_dataset(pipeline.data, run)
+        data = prepare_dataset(pipeline.data, run, DataTarget(cfg.name, spec.base_model, spec.epochs))
         estimate = budget_gate(data, cfg.name, spec, pipeline.budget, run)
         uploaded = upload_dataset(provider, data, registry, cfg.target)
         key = submission_key(cfg.target, cfg.options, spec, data.sha256)
@@ -48,10 +48,10 @@ def finetune(pipeline: Pipeline) -> RunSummary:
         done = wait_for_job(provider, job, pipeline.poll, registry, spend=spend_ceiling(estimate, pipeline.budget))
         record_actual_cost(run, estimate, done)
         run.record("model", done.model.model_dump(mode="json"))
-        graders = {g.key: build_grader(g.name, **g.params) for g in pipeline.eval.graders}
         base = ModelRef(provider=cfg.name, model_id=spec.base_model, base_model=spec.base_model)
-        results = evaluate_models(provider, base, done.model, load_items(data.eval_path, pipeline.eval.max_items),
-                                  graders, pipeline.eval.decoding, run, concurrency=pipeline.eval.concurrency)
-    decision = decide_promotion(results, list(graders), pipeline.eval.primary_key, run,
-                                alpha=pipeline.gate.alpha, min_delta=pipeline.gate.min_delta)
+        evaluation = evaluate_models(provider, base, done.model, pipeline.eval, run, target=cfg.target,
+                                     heldout=data.eval_path, registry=registry)
+    decision = decide_promotion(evaluation, pipeline.gate, run, registry)
+    create_link_artifact(run.root.as_uri(), link_text=str(run.root), key="run-directory",
+                         description="the run directory: data, outputs, report, decision, manifest")
     return RunSummary(run_dir=run.root, model_id=done.model.model_id, decision=decision)

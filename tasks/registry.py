@@ -12,7 +12,18 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, String, UniqueConstraint, create_engine, inspect, select, text, update
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -26,6 +37,27 @@ def loraflow_home() -> Path:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_SCHEMA_LOCK = 0x6C6F7261  # the PostgreSQL advisory lock held while the schema is created or extended
+
+
+def create_tables(engine: Engine, tables: list[Table] | None = None) -> None:
+    """Create missing tables and add missing nullable columns; safe when several runs open a fresh
+    PostgreSQL registry at once (concurrent CREATE TABLE statements otherwise collide in its catalog)."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        RegistryBase.metadata.create_all(connection, tables=tables)
+        # create_all never alters a table; registries written by an older loraflow lack newer nullable
+        # columns. Adding them is the whole migration until the schema needs more (then: Alembic).
+        inspector = inspect(connection)
+        for table in tables or RegistryBase.metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=connection.dialect)
+                    connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 class RegistryBase(DeclarativeBase):
@@ -71,20 +103,7 @@ class Registry:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
-        RegistryBase.metadata.create_all(self.engine)
-        self._add_missing_columns()
-
-    def _add_missing_columns(self) -> None:
-        # create_all never alters a table; registries written by an older loraflow lack newer nullable
-        # columns. Adding them is the whole migration until the schema needs more (then: Alembic).
-        inspector = inspect(self.engine)
-        with self.engine.begin() as connection:
-            for table in RegistryBase.metadata.sorted_tables:
-                present = {column["name"] for column in inspector.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in present and column.nullable:
-                        kind = column.type.compile(dialect=self.engine.dialect)
-                        connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+        create_tables(self.engine)
 
     @classmethod
     def open(cls, url: str | None = None) -> Registry:

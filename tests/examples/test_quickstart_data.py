@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from providers.base import Completion
 from tasks.evaluation.graders import build_grader
+from tasks.evaluation.items import EvalItem
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 DATA = QUICKSTART / "data" / "bullets.jsonl"
@@ -53,7 +55,8 @@ def test_every_answer_is_five_verb_bullets(examples: list[dict]) -> None:
     grader = build_grader("five_verb_bullets")
     failures = {}
     for example in examples:
-        result = grader.grade(example["messages"][2]["content"], None)
+        item = EvalItem(key="example", messages=example["messages"][:2])
+        result = grader.grade(item, Completion(text=example["messages"][2]["content"], model_id="reference"))
         if not result.passed:
             failures[example["messages"][1]["content"]] = result.details
 

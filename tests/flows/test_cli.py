@@ -72,7 +72,7 @@ def test_bad_data_inside_the_flow_is_one_line_without_traceback(tmp_path: Path, 
     result = loraflow("run", str(path), env=cli_env(prefect_api, tmp_path / "home"), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     expected = (f"error: {data}:1: no_final_assistant: the last message must come from the assistant "
-                "(+1 more; see the data report)")
+                "(+2 more; see the data report)")
     assert result.stderr.strip().splitlines() == [expected]
 
 
