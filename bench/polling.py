@@ -70,6 +70,7 @@ def measure(policy: PollConfig, hours: float, seed: int, workdir: Path) -> tuple
         registry.claim_job(idempotency_key=f"b{seed}", submission_key=f"s{seed}", attempt=1, target="bench",
                            base_model="b", owner="bench")
         registry.job_created(job)
+        clock.sleep(random.Random(-seed).uniform(0, 60))  # the flow starts watching a little after the create
         before = emulator.state.counters["requests"]
         JobWatcher(policy, registry, poll=poll_job.fn, sleep=clock.sleep, clock=clock, rng=random.Random(seed),
                    now=lambda: _utc(clock()), report=_Quiet()).wait(provider, job)

@@ -20,6 +20,7 @@ from tasks.costs import BudgetConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.polling import PollConfig
+from tasks.secrets import SECRET_HELP
 
 
 class _Section(BaseModel):
@@ -32,6 +33,7 @@ class ProviderConfig(_Section):
         default=None, description="'emulator' runs a loopback emulator for an offline rehearsal; a URL points "
                                   "the provider at another endpoint; empty means the vendor's own")
     options: dict[str, Any] = Field(default_factory=dict, description="provider-only knobs, checked by the provider")
+    api_key_secret: str | None = Field(default=None, description=SECRET_HELP)
 
     @property
     def target(self) -> str:

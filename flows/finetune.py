@@ -36,7 +36,7 @@ def finetune(pipeline: Pipeline) -> RunSummary:
     run = RunDir.create(pipeline.run_root, pipeline.name, config_sha)
     registry = Registry.open(pipeline.registry_url)
     cfg, spec = pipeline.provider, pipeline.training
-    with open_provider(cfg.name, cfg.options, cfg.endpoint) as provider:
+    with open_provider(cfg.name, cfg.options, cfg.endpoint, cfg.api_key_secret) as provider:
         check_spec(provider, spec)
         data = prepare_dataset(pipeline.data, run, DataTarget(cfg.name, spec.base_model, spec.epochs))
         estimate = budget_gate(data, cfg.name, spec, pipeline.budget, run)

@@ -17,14 +17,18 @@ from providers.emulator.server import API_ROOTS
 from providers.errors import ConfigError
 from tasks.progress import milestone
 from tasks.registry import loraflow_home
+from tasks.secrets import secret_value
 
 EMULATOR = "emulator"
 
 
 @contextmanager
-def open_provider(name: str, options: dict[str, Any], endpoint: str | None) -> Iterator[Provider]:
+def open_provider(name: str, options: dict[str, Any], endpoint: str | None, api_key_secret: str | None = None
+                  ) -> Iterator[Provider]:
+    """The provider, its key from Secret block `api_key_secret` when named (else from its environment variable)."""
     if endpoint != EMULATOR:
-        yield get_provider(name, options, base_url=endpoint)
+        api_key = secret_value(api_key_secret, "provider.api_key_secret") if api_key_secret else None
+        yield get_provider(name, options, base_url=endpoint, api_key=api_key)
         return
     if name not in API_ROOTS:
         raise ConfigError(f"provider.endpoint: the emulator does not speak {name!r}; it emulates: "

@@ -85,7 +85,8 @@ def _run(config, candidate: str, baseline: str | None):
     base_model = config.training.base_model
     refs = {role: ModelRef(provider=config.provider.name, model_id=model_id, base_model=base_model)
             for role, model_id in (("base", baseline or base_model), ("candidate", candidate))}
-    with open_provider(config.provider.name, config.provider.options, config.provider.endpoint) as provider, \
+    with open_provider(config.provider.name, config.provider.options, config.provider.endpoint,
+                       config.provider.api_key_secret) as provider, \
             Progress(TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                      console=errors, transient=True) as bar:
         task = bar.add_task("answers", total=None)

@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -54,14 +55,16 @@ class EmulatorServer:
 
     `port=0` picks a free port. `base_url` is what an OpenAI client takes; `state` is the live store
     (counters, `set_timeline`, `faults`, `set_serving`). Requests need `Bearer <api_key>` when api_key is
-    given. `latency_s` and `requests_per_minute` shape how chat completions are served (serving.py).
+    given. `latency_s` and `requests_per_minute` shape how chat completions are served (serving.py);
+    `clock` (seconds since the epoch) drives job timelines, so a benchmark can run a two-hour job in a second.
     """
 
     def __init__(self, state_dir: str | Path | None = None, api_key: str | None = None,
                  timeline: Timeline | None = None, port: int = 0, *, file_processing_s: float = 0.0,
-                 latency_s: float = 0.0, requests_per_minute: int | None = None) -> None:
+                 latency_s: float = 0.0, requests_per_minute: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.state = EmulatorState(state_dir, timeline=timeline, file_processing_s=file_processing_s,
-                                   latency_s=latency_s, requests_per_minute=requests_per_minute)
+                                   latency_s=latency_s, requests_per_minute=requests_per_minute, clock=clock)
         self.api_key = api_key
         self._requested_port = port
         self._socket: socket.socket | None = None

@@ -35,6 +35,7 @@ from tasks.evaluation.graders import GRADER_NAMES, grader_params, needs_judge
 from tasks.evaluation.items import BUILTIN_PREFIX, builtin_path
 from tasks.evaluation.judging import chat_model_names
 from tasks.evaluation.rules import load_rules
+from tasks.secrets import SECRET_HELP
 
 Role = Literal["target", "regression", "safety"]
 HELDOUT = "heldout"
@@ -118,6 +119,7 @@ class JudgeConfig(_Section):
     model: str = Field(min_length=1, description="a pinned snapshot, never a moving alias")
     endpoint: str | None = Field(default=None, description="a URL to another endpoint; empty: the vendor's")
     options: dict[str, Any] = Field(default_factory=dict)
+    api_key_secret: str | None = Field(default=None, description=SECRET_HELP)
     votes: int = Field(default=3, ge=1, le=15, description="questions asked per verdict; majority wins")
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int | None = Field(default=0, ge=0, description="vote v uses seed + v, where the provider supports it")

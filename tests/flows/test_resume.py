@@ -6,6 +6,7 @@ session's Prefect server. The kill lands when the emulator's counters show the p
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from tests.flows.pipelines import cli_env, loraflow, write_pipeline
 
 KEY = "resume-key"
 ITEMS = 20
+CONCURRENCY = 4  # eval.concurrency's default
 Counters = dict
 
 BOUNDARIES: dict[str, tuple[list[FaultRule], Callable[[Counters], bool]]] = {
@@ -64,12 +66,25 @@ def test_a_rerun_after_a_kill_pays_for_one_upload_and_one_job(boundary: str, tmp
         path, env = pipeline(tmp_path, emulator), cli_env(prefect_api, tmp_path / "home", OPENAI_API_KEY=KEY)
         kill_when(start(path, env, tmp_path), emulator, reached)
         emulator.state.faults.clear()
+        answered_before = emulator.state.counters["completions"]
 
         rerun = loraflow("run", str(path), env=env, cwd=tmp_path)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         counters = emulator.state.counters
         assert (counters["files_created"], counters["jobs_created"]) == (2, 1), counters
         assert "ACCEPT" in rerun.stdout
+        usage = _evaluation_usage(tmp_path)
+        assert counters["completions"] - answered_before == usage["calls"]
+        # a killed evaluation is paid once: only answers in flight at the kill (at most eval.concurrency) twice
+        assert counters["completions"] <= usage["calls"] + usage["cache_hits"] + CONCURRENCY
+        assert (usage["cache_hits"] > 0) == (boundary == "mid-eval")
+
+
+def _evaluation_usage(root: Path) -> dict[str, int]:
+    manifests = [json.loads(m.read_text()) for m in (root / "runs").glob("*/*/manifest.json")]
+    finished = [m for m in manifests if "evaluation" in m]
+    assert len(finished) == 1, "exactly the re-run evaluated"
+    return finished[0]["evaluation"]["usage"]
 
 
 @pytest.mark.skipif(not os.environ.get("LORAFLOW_TEST_POSTGRES_URL"),
