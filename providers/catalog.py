@@ -77,6 +77,9 @@ class ModelFacts(_Fact):
     learning_rate_multiplier: Range | None = Field(default=None, description="a multiple of the provider's rate")
     lora: LoraLimits | None = Field(default=None, description="None: the provider exposes no LoRA knobs")
     serverless_lora: bool | None = Field(default=None, description="a LoRA fine-tune is served per token")
+    hosting_usd_per_hour: float | None = Field(
+        default=None, description="what hosting a tuned model costs per hour where it is not served per token "
+                                  "(a dedicated endpoint, provisioned throughput)")
     training_usd_per_1m_tokens: float | None = None
     inference_usd_per_1m_tokens: dict[str, float] = Field(default_factory=dict)
     last_new_job: date | None = Field(default=None, description="the provider takes no new jobs after this day")

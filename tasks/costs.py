@@ -1,5 +1,6 @@
-"""Cost before the money is spent: an estimate from billable tokens x epochs x the catalog's price, a
-budget ceiling that stops the run before upload, and an approval form above a threshold.
+"""Cost before the money is spent: an estimate from billable tokens x epochs x the catalog's price (plus
+hosting where the tuned model needs a dedicated endpoint or provisioned throughput), a budget ceiling that
+stops the run before upload, and an approval form above a threshold.
 
 After the job, the actual cost (the provider's trained tokens at the same price) is reconciled against
 the estimate and recorded in the manifest.
@@ -34,8 +35,44 @@ class BudgetConfig(BaseModel):
     max_usd: float | None = Field(default=None, gt=0, description="stop before upload above this estimate")
     approve_above_usd: float | None = Field(
         default=None, ge=0, description="pause for approval in the Prefect UI above this estimate")
+    serving_hours: float = Field(default=730, ge=0, description="hours of hosting counted in the estimate where "
+                                                                "the tuned model is not served per token "
+                                                                "(730: a month)")
+    hosting_usd_per_hour: float | None = Field(default=None, gt=0, description="your hosting price per hour "
+                                                                                "(default: the catalog's)")
     approval_timeout_s: int = Field(default=24 * 3600, gt=0)
     approval_poll_s: int = Field(default=10, ge=1, description="how often the paused run checks for an answer")
+
+
+class Serving(BaseModel):
+    """Hosting the tuned model for the budget's serving_hours; usd None when the price is unknown."""
+
+    model_config = ConfigDict(frozen=True)
+
+    usd: float | None
+    basis: str
+    hours: float = 0.0
+    usd_per_hour: float | None = None
+
+    def describe(self) -> str:
+        if self.usd is None:
+            return f"unknown ({self.basis})"
+        if self.usd_per_hour is None:
+            return f"none ({self.basis})"
+        return f"${self.usd:,.2f} = {self.hours:g} h x ${self.usd_per_hour:g}/h ({self.basis})"
+
+
+def serving_cost(facts: ModelFacts | None, budget: BudgetConfig) -> Serving:
+    """Hosting counts where the catalog says a LoRA fine-tune is not served per token."""
+    if facts is None or facts.serverless_lora is not False:
+        return Serving(usd=0.0, basis="served per token")
+    rate = budget.hosting_usd_per_hour or facts.hosting_usd_per_hour
+    if rate is None:
+        return Serving(usd=None, basis="needs a dedicated endpoint; no hosting price in the catalog, set "
+                                       "budget.hosting_usd_per_hour", hours=budget.serving_hours)
+    where = "budget.hosting_usd_per_hour" if budget.hosting_usd_per_hour else f"catalog as of {facts.as_of}"
+    return Serving(usd=rate * budget.serving_hours, basis=f"dedicated hosting, {where}", hours=budget.serving_hours,
+                   usd_per_hour=rate)
 
 
 class CostEstimate(BaseModel):
@@ -46,15 +83,27 @@ class CostEstimate(BaseModel):
     epochs: int
     usd_per_1m_tokens: float | None
     basis: str = Field(description="where the price came from, or why there is none")
+    serving: Serving = Field(default_factory=lambda: Serving(usd=0.0, basis="served per token"))
+
+    @property
+    def total_usd(self) -> float | None:
+        """Training plus hosting; None when either is unknown."""
+        if self.training_usd is None or self.serving.usd is None:
+            return None
+        return self.training_usd + self.serving.usd
 
     def describe(self) -> str:
         if self.training_usd is None:
-            return f"no estimate ({self.basis})"
-        return (f"${self.training_usd:,.2f} = {self.billable_tokens:,} tokens x {self.epochs} epochs x "
-                f"${self.usd_per_1m_tokens:g}/1M ({self.basis})")
+            training = f"no training estimate ({self.basis})"
+        else:
+            training = (f"${self.training_usd:,.2f} = {self.billable_tokens:,} tokens x {self.epochs} epochs x "
+                        f"${self.usd_per_1m_tokens:g}/1M ({self.basis})")
+        return training if self.serving.usd == 0 else f"{training}; hosting {self.serving.describe()}"
 
 
-def estimate_cost(facts: ModelFacts | None, billable_tokens: int | None, epochs: int | None) -> CostEstimate:
+def estimate_cost(facts: ModelFacts | None, billable_tokens: int | None, epochs: int | None,
+                  budget: BudgetConfig | None = None) -> CostEstimate:
+    serving = serving_cost(facts, budget or BudgetConfig())
     epochs = epochs or DEFAULT_EPOCHS
     why = None
     if billable_tokens is None:
@@ -63,11 +112,11 @@ def estimate_cost(facts: ModelFacts | None, billable_tokens: int | None, epochs:
         why = "the catalog has no training price for this model"
     if why is not None:
         return CostEstimate(training_usd=None, billable_tokens=billable_tokens, epochs=epochs,
-                            usd_per_1m_tokens=None, basis=why)
+                            usd_per_1m_tokens=None, basis=why, serving=serving)
     price = facts.training_usd_per_1m_tokens
     basis = f"catalog {facts.provider}/{facts.model_id} as of {facts.as_of}"
     return CostEstimate(training_usd=billable_tokens * epochs * price / 1e6, billable_tokens=billable_tokens,
-                        epochs=epochs, usd_per_1m_tokens=price, basis=basis)
+                        epochs=epochs, usd_per_1m_tokens=price, basis=basis, serving=serving)
 
 
 def actual_cost(estimate: CostEstimate, trained_tokens: int | None) -> dict[str, Any]:
@@ -97,7 +146,7 @@ def check_budget(estimate: CostEstimate, budget: BudgetConfig, *, ask: Ask) -> B
     Returns the approval when one was given. With no price known, the ceilings cannot be checked, so a
     configured ceiling turns into a question for a person rather than a silent pass.
     """
-    cost = estimate.training_usd
+    cost = estimate.total_usd
     if budget.max_usd is not None and cost is not None and cost > budget.max_usd:
         raise ConfigError(f"budget.max_usd: the estimate {estimate.describe()} exceeds ${budget.max_usd:,.2f}; "
                           "nothing was uploaded")
@@ -119,7 +168,8 @@ def check_budget(estimate: CostEstimate, budget: BudgetConfig, *, ask: Ask) -> B
 def _approval_markdown(estimate: CostEstimate, budget: BudgetConfig) -> str:
     cost = "unknown" if estimate.training_usd is None else f"${estimate.training_usd:,.2f}"
     tokens = "unknown" if estimate.billable_tokens is None else f"{estimate.billable_tokens:,}"
-    rows = [("estimated training cost", cost), ("billable tokens", tokens),
+    rows = [("estimated training cost", cost), ("hosting", estimate.serving.describe()),
+            ("total", _usd(estimate.total_usd)), ("billable tokens", tokens),
             ("epochs", str(estimate.epochs)),
             ("price", "unknown" if estimate.usd_per_1m_tokens is None else f"${estimate.usd_per_1m_tokens:g} per 1M"),
             ("basis", estimate.basis), ("approval threshold", _usd(budget.approve_above_usd)),
@@ -136,7 +186,7 @@ def _usd(value: float | None) -> str:
 def budget_gate(data: PreparedDataset, provider: str, spec: TrainingSpec, budget: BudgetConfig, run: RunDir
                 ) -> CostEstimate:
     """Estimate the training cost, record it, and stop or ask for approval as the budget says."""
-    estimate = estimate_cost(model_facts(provider, spec.base_model), data.train_tokens, spec.epochs)
+    estimate = estimate_cost(model_facts(provider, spec.base_model), data.train_tokens, spec.epochs, budget)
     run.record("cost", {"estimate": estimate.model_dump(mode="json")})
     milestone("upload", "estimated cost: %s", estimate.describe())
     approval = check_budget(estimate, budget, ask=pause_flow_run)

@@ -61,3 +61,17 @@ def test_an_unknown_price_with_a_ceiling_asks_a_person() -> None:
     ask = Asked(BudgetApproval(approve=True))
     check_budget(estimate_cost(None, 1_000, 3), BudgetConfig(max_usd=5), ask=ask)
     assert len(ask.calls) == 1
+
+
+def test_hosting_counts_where_a_tuned_model_needs_a_dedicated_endpoint() -> None:
+    dedicated = FACTS.model_copy(update={"serverless_lora": False, "hosting_usd_per_hour": 4.0})
+    estimate = estimate_cost(dedicated, 1_000_000, 3, BudgetConfig(serving_hours=100))
+    assert (estimate.serving.usd, estimate.total_usd) == (pytest.approx(400.0), pytest.approx(409.0))
+    assert "hosting $400.00 = 100 h x $4/h" in estimate.describe()
+    with pytest.raises(ConfigError, match="exceeds"):  # $9 of training fits, the month of hosting does not
+        check_budget(estimate, BudgetConfig(max_usd=50), ask=Asked(None))
+    assert estimate_cost(FACTS, 1_000_000, 3).serving.usd == 0  # served per token: no hosting line
+    unknown = estimate_cost(dedicated.model_copy(update={"hosting_usd_per_hour": None}), 1_000_000, 3)
+    assert unknown.total_usd is None and "budget.hosting_usd_per_hour" in unknown.serving.basis
+    own = estimate_cost(dedicated, 1_000_000, 3, BudgetConfig(serving_hours=10, hosting_usd_per_hour=1.5))
+    assert own.serving.usd == pytest.approx(15.0)
