@@ -49,6 +49,7 @@ from providers.errors import (
 from providers.hosted import completion, is_preference_data, options_and_key, translated
 
 NAME = "openai"
+VENDOR_HOST = "api.openai.com"
 KEY_FIELD = "loraflow_key"
 _FILE_SCAN = 1000  # the newest fine-tune files searched for an earlier upload of the same data
 
@@ -93,10 +94,12 @@ class OpenAIProvider:
     Options: ClassVar[type[BaseModel]] = OpenAIOptions
 
     def __init__(self, client: openai.OpenAI, options: OpenAIOptions | None = None, *,
-                 today: Callable[[], date] = _today) -> None:
+                 today: Callable[[], date] = _today, enforce_dates: bool | None = None) -> None:
         self.client = client
         self.options = options or OpenAIOptions()
         self._today = today
+        # OpenAI's service dates bind OpenAI: an emulator or another endpoint speaking its API only warns
+        self._enforce_dates = (client.base_url.host == VENDOR_HOST) if enforce_dates is None else enforce_dates
 
     @classmethod
     def from_options(cls, options: dict, *, base_url: str | None = None, api_key: str | None = None
@@ -127,7 +130,7 @@ class OpenAIProvider:
         if multiplier != "auto" and allowed is not None and not allowed.contains(multiplier):
             raise ConfigError(f"provider.options.learning_rate_multiplier: OpenAI allows {allowed.describe()} "
                               f"for {facts.model_id}, got {multiplier:g} ({facts.origin}, as of {facts.as_of})")
-        return _service_dates(facts, self._today())
+        return _service_dates(facts, self._today(), enforce=self._enforce_dates)
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -284,14 +287,20 @@ def _numbers(data: dict[str, Any]) -> dict[str, float]:
             if k not in ("step", "total_steps") and isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def _service_dates(facts: ModelFacts, today: date) -> list[str]:
-    """Warnings for the dates ahead; a ConfigError naming the date once a job can no longer be useful."""
+def _service_dates(facts: ModelFacts, today: date, *, enforce: bool) -> list[str]:
+    """Warnings for the dates ahead; once a job can no longer be useful, a ConfigError naming the date
+    (or, where `enforce` is off, a warning that OpenAI itself would refuse)."""
+    passed = []
     if facts.last_new_job is not None and today > facts.last_new_job:
-        raise ConfigError(f"training.base_model: OpenAI has taken no new fine-tuning jobs since "
-                          f"{facts.last_new_job} (catalog, as of {facts.as_of}); choose another provider")
+        passed.append(f"training.base_model: OpenAI has taken no new fine-tuning jobs since "
+                      f"{facts.last_new_job} (catalog, as of {facts.as_of}); choose another provider")
     if facts.retires is not None and today >= facts.retires:
-        raise ConfigError(f"training.base_model: {facts.model_id} and its fine-tunes shut down on "
-                          f"{facts.retires} (catalog, as of {facts.as_of}); choose another base model")
+        passed.append(f"training.base_model: {facts.model_id} and its fine-tunes shut down on "
+                      f"{facts.retires} (catalog, as of {facts.as_of}); choose another base model")
+    if passed and enforce:
+        raise ConfigError(passed[0])
+    if passed:
+        return [f"{p} (not refused: this endpoint is not OpenAI's)" for p in passed]
     warnings = []
     if facts.last_new_job is not None:
         warnings.append(f"OpenAI takes no new fine-tuning jobs after {facts.last_new_job} "

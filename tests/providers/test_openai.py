@@ -195,14 +195,24 @@ def test_service_dates_warn_before_and_refuse_after() -> None:
     client = provider_for(lambda req: httpx2.Response(500)).client
     spec = TrainingSpec(base_model="gpt-4o-mini-2024-07-18")
 
-    warnings = OpenAIProvider(client, today=lambda: date(2026, 11, 28)).check_spec(spec)
+    warnings = OpenAIProvider(client, today=lambda: date(2026, 11, 28), enforce_dates=True).check_spec(spec)
     assert warnings == [
         "OpenAI takes no new fine-tuning jobs after 2027-01-06 (39 days from now)",
         ("gpt-4o-mini-2024-07-18 and its fine-tunes shut down on 2027-01-14 (47 days from now): "
          "the tuned model stops answering then")]
-    assert OpenAIProvider(client, today=lambda: date(2027, 1, 6)).check_spec(spec)
+    assert OpenAIProvider(client, today=lambda: date(2027, 1, 6), enforce_dates=True).check_spec(spec)
     with pytest.raises(ConfigError, match="no new fine-tuning jobs since 2027-01-06"):
-        OpenAIProvider(client, today=lambda: date(2027, 1, 7)).check_spec(spec)
+        OpenAIProvider(client, today=lambda: date(2027, 1, 7), enforce_dates=True).check_spec(spec)
+
+
+def test_past_service_dates_only_warn_off_openai_so_the_offline_quickstart_keeps_working() -> None:
+    spec = TrainingSpec(base_model="gpt-4o-mini-2024-07-18")
+    vendor = openai.OpenAI(api_key="sk-test", base_url="https://api.openai.com/v1")
+    with pytest.raises(ConfigError, match="no new fine-tuning jobs since 2027-01-06"):
+        OpenAIProvider(vendor, today=lambda: date(2027, 2, 1)).check_spec(spec)
+    emulator = openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:8765/v1")
+    warnings = OpenAIProvider(emulator, today=lambda: date(2027, 2, 1)).check_spec(spec)
+    assert len(warnings) == 2 and all(w.endswith("(not refused: this endpoint is not OpenAI's)") for w in warnings)
 
 
 def test_paused_job_reports_its_frozen_step() -> None:
