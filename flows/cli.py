@@ -24,6 +24,8 @@ from providers.errors import ConfigError, LoraflowError
 # Set before Prefect is imported (lazily, in `run`): no phone-home, and our logger reaches the Prefect UI.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "loraflow")
+# The ephemeral API's first start migrates a new database; on two slow cores that can pass Prefect's 20 s.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="LoRA fine-tuning pipelines: prepare, train, prove the gain against the base, promote.")
