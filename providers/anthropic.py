@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import ClassVar
 
 import anthropic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from providers.base import Completion, Decoding, Message, ModelRef
-from providers.errors import (
-    ConfigError,
-    PermanentProviderError,
-    TransientProviderError,
-    UnexpectedProviderResponse,
-)
+from providers.errors import ConfigError, UnexpectedProviderResponse
+from providers.hosted import translated
 
 NAME = "anthropic"
 
@@ -51,40 +45,10 @@ class AnthropicOptions(BaseModel):
     timeout_s: float = Field(default=600, gt=0)
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Map the SDK's exceptions onto loraflow's error tree (the only place that knows them)."""
-    try:
-        yield
-    except anthropic.APIStatusError as exc:
-        status = exc.status_code
-        message = f"HTTP {status}: {_error_message(exc)}"
-        # 529 is Anthropic's "overloaded": worth retrying like any 5xx
-        if status in (408, 409, 429) or status >= 500:
-            raise TransientProviderError(NAME, message, status_code=status,
-                                         retry_after=_retry_after(exc.response.headers)) from exc
-        raise PermanentProviderError(NAME, message, status_code=status) from exc
-    except anthropic.APIConnectionError as exc:
-        raise TransientProviderError(NAME, f"connection failed: {exc}") from exc
-    except (anthropic.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UnexpectedProviderResponse(NAME, f"response not understood: {exc}") from exc
-
-
-def _error_message(exc: anthropic.APIStatusError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    return str(error.get("message") or exc.message)
-
-
-def _retry_after(headers) -> float | None:
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
-    except ValueError:
-        return None
-    return None
+def _translated():
+    """Map the SDK's exceptions onto loraflow's error tree: a Stainless SDK like openai's, so the shared
+    translation applies (Anthropic's 529 "overloaded" is a 5xx, so transient)."""
+    return translated(NAME, anthropic)
 
 
 def _text(content: object) -> str:

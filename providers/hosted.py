@@ -54,7 +54,7 @@ def translated(provider: str, sdk: ModuleType, *, refusals: tuple[type[Exception
         # a body that is not JSON at all was cut or garbled on the way (a proxy page, a torn response);
         # asking again is safe, unlike a well-formed answer we do not understand
         raise TransientProviderError(provider, f"response body was not JSON: {exc}") from exc
-    except (sdk.APIResponseValidationError, ValueError, KeyError, IndexError, TypeError) as exc:
+    except (sdk.APIResponseValidationError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise UnexpectedProviderResponse(provider, f"response not understood: {exc}") from exc
 
 

@@ -118,10 +118,12 @@ def test_the_presigned_url_needs_its_token_not_the_key(server: EmulatorServer, c
 # -- jobs ------------------------------------------------------------------------------------------
 
 def test_a_job_walks_every_running_status_and_reports_metrics_events_checkpoints(
-        client: together.Together, tmp_path: Path) -> None:
+        server: EmulatorServer, client: together.Together, tmp_path: Path) -> None:
     file_id = client.files.upload(training_file(tmp_path), purpose="fine-tune").id
-    job = create(client, file_id, lora_r=16, lora_alpha=32, lora_dropout=0.1, n_epochs=2, suffix="walk",
-                 n_checkpoints=2)
+    # every phase lasts long enough (0.15 s and more) to be seen by polling on a loaded machine
+    with scripted(server, Timeline(validating_s=0.15, queued_s=0.15, steps=4, step_s=0.05, finishing_s=0.3)):
+        job = create(client, file_id, lora_r=16, lora_alpha=32, lora_dropout=0.1, n_epochs=2, suffix="walk",
+                     n_checkpoints=2)
     assert job.status == "pending" and job.output_name.startswith("loraflow-emulator/Meta-Llama-3.1-8B")
     seen = [job.status]
     while seen[-1] != "completed":
