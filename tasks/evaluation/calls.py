@@ -18,7 +18,7 @@ from providers.errors import TransientProviderError
 from tasks.evaluation.ratelimit import TokenBucket
 from tasks.evaluation.store import EvalStore, output_key
 
-_backoff = wait_exponential_jitter(multiplier=0.5, max=20)
+_backoff = wait_exponential_jitter(initial=0.5, max=20)  # `initial`: google-genai caps tenacity below 9.2
 
 
 @dataclass(frozen=True)

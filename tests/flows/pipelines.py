@@ -11,6 +11,11 @@ import yaml
 
 from tests.conftest import QUICKSTART
 
+# The quickstart's target suite alone, for tests about durability rather than evaluation: the built-in
+# general suite adds 300 answers to every run.
+TARGET_ONLY = [{"name": "target", "role": "target", "items": "heldout", "primary": "five_verb_bullets",
+                "graders": [{"name": "five_verb_bullets"}]}]
+
 
 def cli_env(prefect_api: str, home: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "PREFECT_API_URL": prefect_api, "LORAFLOW_HOME": str(home), **extra}

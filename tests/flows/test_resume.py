@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from providers.emulator import EmulatorServer, FaultRule, Timeline
-from tests.flows.pipelines import cli_env, loraflow, write_pipeline
+from tests.flows.pipelines import TARGET_ONLY, cli_env, loraflow, write_pipeline
 
 KEY = "resume-key"
 ITEMS = 20
@@ -37,7 +37,8 @@ BOUNDARIES: dict[str, tuple[list[FaultRule], Callable[[Counters], bool]]] = {
 
 def pipeline(tmp_path: Path, emulator: EmulatorServer, **changes: object) -> Path:
     return write_pipeline(tmp_path, provider={"name": "openai", "endpoint": emulator.base_url},
-                          eval__max_items=ITEMS, poll={"min_interval_s": 0.2, "max_interval_s": 1, "max_wait_s": 120},
+                          eval__max_items=ITEMS, eval__suites=TARGET_ONLY,
+                          poll={"min_interval_s": 0.2, "max_interval_s": 1, "max_wait_s": 120},
                           **changes)
 
 

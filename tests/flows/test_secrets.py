@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterTimestamp
 
 from providers.emulator import EmulatorServer, Timeline
-from tests.flows.pipelines import cli_env, loraflow, write_pipeline
+from tests.flows.pipelines import TARGET_ONLY, cli_env, loraflow, write_pipeline
 
 PLANTED = "sk-loraflow-planted-5e2b9d0c7a41"
 WRONG = "sk-loraflow-wrong-key-93f1c8a2"
@@ -26,7 +26,8 @@ def run_with_secret(tmp_path: Path, prefect_api: str, emulator: EmulatorServer, 
     tmp_path.mkdir(exist_ok=True)
     path = write_pipeline(tmp_path, provider={"name": "openai", "endpoint": emulator.base_url,
                                               "api_key_secret": block},
-                          eval__max_items=10, poll={"min_interval_s": 0.1, "max_interval_s": 0.5})
+                          eval__max_items=10, eval__suites=TARGET_ONLY,
+                          poll={"min_interval_s": 0.1, "max_interval_s": 0.5})
     env = cli_env(prefect_api, tmp_path / "home")
     env.pop("OPENAI_API_KEY", None)
     return loraflow("run", str(path), "--verbose", env=env, cwd=tmp_path)
