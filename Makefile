@@ -17,7 +17,8 @@ demo: $(STAMP)
 	$(BIN)/loraflow run examples/quickstart/pipeline.yaml
 
 test: $(STAMP)
-	$(BIN)/pytest
+	# two workers, one test file each at a time: module fixtures (a prefect server) stay in one process
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

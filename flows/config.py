@@ -44,7 +44,7 @@ class ProviderConfig(_Section):
     @classmethod
     def _known(cls, name: str) -> str:
         if name not in PROVIDERS:
-            raise ValueError(f"unknown provider {name!r}; allowed values: {', '.join(PROVIDERS)}")
+            raise ValueError(f"unknown provider {name!r}; allowed values: {', '.join(sorted(PROVIDERS))}")
         return name
 
 

@@ -1,4 +1,5 @@
-"""A loopback HTTP server that speaks the OpenAI and Together fine-tuning APIs well enough for their SDKs.
+"""A loopback HTTP server that speaks the OpenAI, Together, Vertex AI (with GCS) and Bedrock (with S3)
+fine-tuning APIs well enough for their SDKs.
 
 Tests and offline rehearsals point a client at it instead of the vendor:
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
-from providers.emulator import openai_api, together_api
+from providers.emulator import bedrock_api, openai_api, together_api, vertex_api
 from providers.emulator.faults import FaultMiddleware
 from providers.emulator.openai_api import json_body
 from providers.emulator.shapes import ApiError
@@ -35,7 +35,7 @@ from providers.emulator.state import EmulatorState
 from providers.emulator.timeline import Timeline
 
 CONTROL_PREFIX = "/_emulator"
-ROUTES = [*openai_api.ROUTES, *together_api.ROUTES]
+ROUTES = [*openai_api.ROUTES, *together_api.ROUTES, *vertex_api.ROUTES, *bedrock_api.ROUTES]
 
 
 def build_app(state: EmulatorState, api_key: str | None = None) -> Starlette:
@@ -45,11 +45,13 @@ def build_app(state: EmulatorState, api_key: str | None = None) -> Starlette:
         middleware=[
             Middleware(_CountRequests, state=state, routes=ROUTES),
             Middleware(FaultMiddleware, faults=state.faults, exempt_prefix=CONTROL_PREFIX),
-            Middleware(_RequireKey, api_key=api_key, exempt=(CONTROL_PREFIX, together_api.UPLOADS)),
+            Middleware(_RequireKey, api_key=api_key,
+                       exempt=(CONTROL_PREFIX, together_api.UPLOADS, bedrock_api.PREFIX)),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.state.emulator = state
+    app.state.api_key = api_key  # bedrock_api compares it with the SigV4 access key id
     return app
 
 

@@ -111,8 +111,7 @@ class FaultMiddleware:
             await asyncio.sleep(rule.delay_s)
             await self.app(scope, receive, send)
         elif rule.kind == "drop":
-            if rule.served:
-                await _served(self.app, scope, receive)
+            await (_served(self.app, scope, receive) if rule.served else _drain(receive))
             await _drop(send)
         elif rule.kind == "timeout":
             start, body = await _served(self.app, scope, receive)
@@ -127,13 +126,24 @@ class FaultMiddleware:
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": torn})
         elif rule.kind == "rate_limit":
+            await _drain(receive)
             headers = {"retry-after": str(math.ceil(rule.retry_after)),
                        "retry-after-ms": str(int(rule.retry_after * 1000))}
             await _error(send, 429, "Rate limit reached for requests (injected by the emulator).",
                          "requests", "rate_limit_exceeded", headers)
         else:
+            await _drain(receive)
             await _error(send, rule.status, "The server had an error while processing your request "
                          "(injected by the emulator).", "server_error", None, {})
+
+
+async def _drain(receive: Any) -> None:
+    """Read the request body before refusing it: a client that sent `Expect: 100-continue` (botocore's S3
+    uploads) and keeps the connection would otherwise have its body read as the next request."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
 
 
 async def _served(app: Any, scope: dict, receive: Any) -> tuple[dict, bytes]:

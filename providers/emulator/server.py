@@ -15,12 +15,15 @@ from typing import Self
 import uvicorn
 
 from providers.emulator.app import build_app
+from providers.emulator.bedrock_api import PREFIX as BEDROCK_PREFIX
 from providers.emulator.state import EmulatorState
 from providers.emulator.timeline import Timeline
 from providers.emulator.together_api import PREFIX
+from providers.emulator.vertex_api import PREFIX as VERTEX_PREFIX
 
 HOST = "127.0.0.1"
-API_ROOTS = {"openai": "/v1", "together": PREFIX}  # what each SDK's base_url is, below the server's URL
+# what each SDK's base_url is, below the server's URL
+API_ROOTS = {"openai": "/v1", "together": PREFIX, "vertex": VERTEX_PREFIX, "bedrock": BEDROCK_PREFIX}
 _DROPPED = "ASGI callable returned without completing response."
 
 
@@ -137,8 +140,8 @@ def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key
     sock = _bind(port)
     where = f"state in {state_dir}" if state_dir else "in memory"
     url = f"http://{HOST}:{sock.getsockname()[1]}"
-    print(f"loraflow emulator: OpenAI API at {url}/v1, Together API at {url}{PREFIX} ({where})",
-          file=sys.stderr, flush=True)
+    apis = ", ".join(f"{name} at {url}{root}" for name, root in API_ROOTS.items())
+    print(f"loraflow emulator: {apis} ({where})", file=sys.stderr, flush=True)
     try:
         server.run(sockets=[sock])
     finally:

@@ -86,3 +86,25 @@ def test_a_cost_above_the_threshold_waits_for_approval(tmp_path: Path, loraflow_
     assert summary.decision.outcome == "accept"
     cost = json.loads((summary.run_dir / "manifest.json").read_text())["cost"]
     assert cost["approval"]["reviewer"] == "ana"
+
+
+CLOUDS = {
+    "vertex": ({"project": "loraflow-test", "gcs_bucket": "loraflow-data"}, "gemini-2.5-flash", None),
+    "bedrock": ({"bucket": "loraflow-data", "role_arn": "arn:aws:iam::123456789012:role/BedrockFT"},
+                "amazon.nova-lite-v1:0:300k", 42),
+}
+
+
+@pytest.mark.parametrize("name", list(CLOUDS))
+def test_the_quickstart_runs_on_the_cloud_providers_through_the_emulator(name: str, tmp_path: Path,
+                                                                         loraflow_home: Path) -> None:
+    options, base_model, seed = CLOUDS[name]
+    target_only = [{"name": "target", "role": "target", "items": "heldout", "primary": "five_verb_bullets",
+                    "graders": [{"name": "five_verb_bullets"}]}]
+    path = pipeline_file(tmp_path, provider={"name": name, "endpoint": "emulator", "options": options},
+                         training={"base_model": base_model, "epochs": 2, "seed": seed, "suffix": "bullets"},
+                         eval={"suites": target_only, "max_items": 20, "decoding": {"max_tokens": 256}})
+    summary = finetune(load_pipeline(path))
+    assert summary.decision.outcome == "accept", summary.decision.reason
+    manifest = json.loads((summary.run_dir / "manifest.json").read_text())
+    assert manifest["training"]["provider"] == name and manifest["model"]["model_id"] == summary.model_id

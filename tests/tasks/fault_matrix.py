@@ -30,6 +30,7 @@ import openai
 import together
 
 from providers.base import Decoding, JobStatus, PreparedDataset, Provider, TrainingSpec
+from providers.bedrock import BedrockProvider
 from providers.emulator import EmulatorServer, FaultRule, Timeline
 from providers.errors import LoraflowError, TransientProviderError
 from providers.openai import OpenAIOptions, OpenAIProvider
@@ -60,11 +61,15 @@ ROUTES = {
     # the presigned PUT: the one upload request the SDK never retries by itself
     "together": {"upload": "PUT /together/uploads/*", "create": "POST /together/v1/fine-tunes",
                  "poll": "GET /together/v1/fine-tunes/*", "infer": "POST /together/v1/chat/completions"},
+    # the first S3 PUT of the upload, then the control plane and bedrock-runtime, all under one endpoint_url
+    "bedrock": {"upload": "PUT /bedrock/loraflow-faults/*", "create": "POST /bedrock/model-customization-jobs",
+                "poll": "GET /bedrock/model-customization-jobs/*", "infer": "POST /bedrock/model/*/converse"},
 }
 SPECS = {
     "openai": TrainingSpec(base_model="gpt-4o-mini-2024-07-18", epochs=1, suffix="faults"),
     "together": TrainingSpec(base_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", epochs=1,
                              suffix="faults", lora_r=8),
+    "bedrock": TrainingSpec(base_model="amazon.nova-lite-v1:0:300k", epochs=1, suffix="faults"),
 }
 TIMES = 3
 CLIENT_TIMEOUT_S = 0.3
@@ -85,6 +90,10 @@ class _QuickRetryTogether(together.Together):
 def build_provider(name: str, server: EmulatorServer) -> Provider:
     """The adapter as production builds it (SDK retries on), with a short client timeout."""
     base_url = server.base_url_for(name)
+    if name == "bedrock":  # botocore's standard retries (3 attempts) back off briefly on their own
+        options = {"bucket": "loraflow-faults", "role_arn": "arn:aws:iam::123456789012:role/BedrockFT",
+                   "max_attempts": 3, "timeout_s": CLIENT_TIMEOUT_S}
+        return BedrockProvider.from_options(options, base_url=base_url, api_key="k")
     if name == "openai":
         client = _QuickRetryOpenAI(base_url=base_url, api_key="k", max_retries=2, timeout=CLIENT_TIMEOUT_S)
         return OpenAIProvider(client, OpenAIOptions(file_poll_interval_s=0.01))
