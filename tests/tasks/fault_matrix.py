@@ -35,6 +35,7 @@ from providers.emulator import EmulatorServer, FaultRule, Timeline
 from providers.errors import LoraflowError, TransientProviderError
 from providers.openai import OpenAIOptions, OpenAIProvider
 from providers.together import TogetherOptions, TogetherProvider
+from providers.vertex import VertexProvider
 from tasks.evaluation.calls import ModelCaller
 from tasks.evaluation.items import EvalItem
 from tasks.evaluation.runner import answer
@@ -64,12 +65,18 @@ ROUTES = {
     # the first S3 PUT of the upload, then the control plane and bedrock-runtime, all under one endpoint_url
     "bedrock": {"upload": "PUT /bedrock/loraflow-faults/*", "create": "POST /bedrock/model-customization-jobs",
                 "poll": "GET /bedrock/model-customization-jobs/*", "infer": "POST /bedrock/model/*/converse"},
+    # the GCS media upload, then google-genai's tuningJobs and generateContent on the tuned endpoint
+    "vertex": {"upload": "POST /vertex/upload/storage/v1/b/*",
+               "create": "POST /vertex/v1beta1/projects/*/tuningJobs",
+               "poll": "GET /vertex/v1beta1/projects/*/tuningJobs/*",
+               "infer": "POST /vertex/v1beta1/*:generateContent"},
 }
 SPECS = {
     "openai": TrainingSpec(base_model="gpt-4o-mini-2024-07-18", epochs=1, suffix="faults"),
     "together": TrainingSpec(base_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", epochs=1,
                              suffix="faults", lora_r=8),
     "bedrock": TrainingSpec(base_model="amazon.nova-lite-v1:0:300k", epochs=1, suffix="faults"),
+    "vertex": TrainingSpec(base_model="gemini-2.5-flash", epochs=1, suffix="faults"),
 }
 TIMES = 3
 CLIENT_TIMEOUT_S = 0.3
@@ -94,6 +101,11 @@ def build_provider(name: str, server: EmulatorServer) -> Provider:
         options = {"bucket": "loraflow-faults", "role_arn": "arn:aws:iam::123456789012:role/BedrockFT",
                    "max_attempts": 3, "timeout_s": CLIENT_TIMEOUT_S}
         return BedrockProvider.from_options(options, base_url=base_url, api_key="k")
+    if name == "vertex":  # google-genai retries only as configured: three attempts, briefly
+        options = {"project": "loraflow-faults", "gcs_bucket": "loraflow-faults", "retry_attempts": 3,
+                   "retry_initial_delay_s": 0.01, "retry_max_delay_s": 0.02, "gcs_retry_timeout_s": 2,
+                   "timeout_s": CLIENT_TIMEOUT_S}
+        return VertexProvider.from_options(options, base_url=base_url, api_key="k")
     if name == "openai":
         client = _QuickRetryOpenAI(base_url=base_url, api_key="k", max_retries=2, timeout=CLIENT_TIMEOUT_S)
         return OpenAIProvider(client, OpenAIOptions(file_poll_interval_s=0.01))
