@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -88,43 +87,28 @@ class FileScan:
         self.reader = ChatReader(path, diagnostics)
         self._batch: list[dict[str, Any]] = []
         self._texts: list[str] = []
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
 
     def run(self, staging: BinaryIO | None) -> FileScan:
-        # Token counting and signing run one batch behind, on a second thread: the tokenizer and numpy
-        # release the GIL, so they overlap with parsing, validation and PII scanning of the next batch.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loraflow-tokens") as self._pool:
-            for number, example, raw in self.reader.examples():
-                admitted, changed = self._admit(number, example, raw)
-                if admitted and staging is not None:
-                    if changed or raw is None:
-                        raw = json.dumps(example, ensure_ascii=False, separators=(",", ":")).encode()
-                    staging.write(raw if raw.endswith(b"\n") else raw + b"\n")
-                if len(self._texts) >= BATCH:
-                    self._flush()
-            self._flush()
-            self._flush()  # collects the last batch
+        for number, example, raw in self.reader.examples():
+            admitted, changed = self._admit(number, example, raw)
+            if admitted and staging is not None:
+                if changed or raw is None:
+                    raw = json.dumps(example, ensure_ascii=False, separators=(",", ":")).encode()
+                staging.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            if len(self._texts) >= BATCH:
+                self._flush()
+        self._flush()
         return self
 
     def _flush(self) -> None:
-        """Queue the batch for counting and signing; collect the batch queued before it."""
-        queued = None
-        if self._texts:
-            queued = self._pool.submit(self._count_and_sign, self._batch, self._texts)
-            self._batch, self._texts = [], []
-        if self._pending is not None:
-            self._collect(*self._pending.result())
-        self._pending = queued
-
-    def _count_and_sign(self, batch: list[dict[str, Any]], texts: list[str]) -> tuple[np.ndarray, Any]:
-        return self.counter.batch_tokens(batch), signatures(texts)
-
-    def _collect(self, counts: np.ndarray, signed: Any) -> None:
-        """Record a batch's token counts and signatures, and report what is over the context limit."""
+        """Count the batch's tokens, sign it, and report what is over the context limit."""
+        if not self._texts:
+            return
         start = len(self.columns.tokens)
+        counts = self.counter.batch_tokens(self._batch)
         self.columns.tokens.frombytes(counts.astype(np.uint32).tobytes())
-        self.store.extend(signed)
+        self.store.extend(signatures(self._texts))
+        self._batch, self._texts = [], []
         if self.context is not None:
             for offset in np.flatnonzero(counts > self.context).tolist():
                 self._over_limit(start + offset, int(counts[offset]))
