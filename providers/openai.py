@@ -146,7 +146,10 @@ class OpenAIProvider:
         with _translated():
             created = self._uploaded_before(filename, path.stat().st_size)
             if created is None:
-                created = self.client.files.create(file=(filename, path.read_bytes()), purpose="fine-tune")
+                # no SDK retries: an upload whose answer was lost may have landed, so the retry (the task's)
+                # looks for it first instead of sending the bytes again
+                created = self.client.with_options(max_retries=0).files.create(
+                    file=(filename, path.read_bytes()), purpose="fine-tune")
             try:
                 done = self.client.files.wait_for_processing(
                     created.id, poll_interval=self.options.file_poll_interval_s,
