@@ -8,13 +8,15 @@ no minimum example count and no token limit.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from providers.imitation import count_tokens
 
 
-def problem(content: bytes) -> str | None:
-    """The first reason the content is not chat JSONL, as "line N: reason", or None when it is."""
+def first_problem(content: bytes, check: Callable[[Any], str | None]) -> str | None:
+    """The first reason JSONL `content` is unusable, as "line N: reason", or None. `check` judges one
+    parsed line (the vendor's shape); encoding, JSON syntax and an empty file are judged here."""
     try:
         lines = content.decode("utf-8").splitlines()
     except UnicodeDecodeError:
@@ -27,12 +29,24 @@ def problem(content: bytes) -> str | None:
             example = json.loads(line)
         except json.JSONDecodeError:
             return f"line {number}: invalid JSON"
-        if not isinstance(example, dict):
-            return f"line {number}: expected a JSON object"
-        if not isinstance(_messages(example), list):
-            return f"line {number}: missing 'messages' list"
+        reason = check(example)
+        if reason is not None:
+            return f"line {number}: {reason}"
         examples += 1
     return None if examples else "file contains no examples"
+
+
+def problem(content: bytes) -> str | None:
+    """The first reason the content is not chat JSONL, as "line N: reason", or None when it is."""
+    return first_problem(content, _chat_problem)
+
+
+def _chat_problem(example: Any) -> str | None:
+    if not isinstance(example, dict):
+        return "expected a JSON object"
+    if not isinstance(_messages(example), list):
+        return "missing 'messages' list"
+    return None
 
 
 def chat_lines(content: bytes) -> list[str]:

@@ -8,12 +8,12 @@ strings, as the JSON API sends them.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from providers.emulator.shapes import ApiError
 from providers.emulator.timeline import Progress
+from providers.emulator.training_file import first_problem
 
 if TYPE_CHECKING:
     from providers.emulator.vertex_store import GcsObject, VertexJob
@@ -52,25 +52,16 @@ def timestamp(seconds: float | None) -> str | None:
 
 def vertex_lines_problem(content: bytes) -> str | None:
     """The first reason `content` is not Gemini tuning JSONL, as "line N: reason", or None."""
-    try:
-        lines = content.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        return "file is not UTF-8 text"
-    examples = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            example = json.loads(line)
-        except json.JSONDecodeError:
-            return f"line {number}: invalid JSON"
-        contents = example.get("contents") if isinstance(example, dict) else None
-        if not isinstance(contents, list) or not contents:
-            return f"line {number}: missing 'contents' list"
-        if any(not isinstance(turn, dict) or turn.get("role") not in ("user", "model") for turn in contents):
-            return f"line {number}: every turn needs role 'user' or 'model'"
-        examples += 1
-    return None if examples else "file contains no examples"
+    return first_problem(content, _gemini_problem)
+
+
+def _gemini_problem(example: Any) -> str | None:
+    contents = example.get("contents") if isinstance(example, dict) else None
+    if not isinstance(contents, list) or not contents:
+        return "missing 'contents' list"
+    if any(not isinstance(turn, dict) or turn.get("role") not in ("user", "model") for turn in contents):
+        return "every turn needs role 'user' or 'model'"
+    return None
 
 
 def chat_messages(example: dict[str, Any]) -> list[dict[str, Any]]:
