@@ -1,26 +1,33 @@
 # `make demo` and `make test` work on a fresh machine with Python 3.11: they create .venv when needed.
+# The demo installs only what the quickstart needs; the tests add the dev extra (every SDK, moto, ...).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+RUNTIME := $(VENV)/.runtime-stamp
+DEV := $(VENV)/.dev-stamp
 
 .PHONY: setup demo test lint clean
 
-setup: $(STAMP)
+setup: $(DEV)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[openai,dev]'
-	touch $(STAMP)
+$(RUNTIME): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[openai]'
+	touch $(RUNTIME)
 
-demo: $(STAMP)
+$(DEV): $(RUNTIME)
+	$(PIP) -e '.[openai,dev]'
+	touch $(DEV)
+
+demo: $(RUNTIME)
 	$(BIN)/loraflow run examples/quickstart/pipeline.yaml
 
-test: $(STAMP)
+test: $(DEV)
 	# two workers, one test file each at a time: module fixtures (a prefect server) stay in one process
 	$(BIN)/pytest -n 2 --dist loadfile
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 
 clean:
