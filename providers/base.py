@@ -7,12 +7,15 @@ words stay inside each provider module; nothing here names a vendor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from providers.errors import TransientProviderError, UnexpectedProviderResponse
 
 Message = dict[str, Any]
 """A chat message in the OpenAI shape: {"role": ..., "content": ...} plus optional tool fields."""
@@ -188,3 +191,16 @@ class Provider(ChatModel, Protocol):
     def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
         """One chat completion from a base or tuned model."""
         ...
+
+
+def created_or_found(create: Callable[[], JobRef], find: Callable[[], JobRef | None]) -> JobRef:
+    """Send a create whose answer may be lost (adapters send it without SDK retries). On a transient
+    failure or an answer not understood the job may exist all the same: return what `find` recovers by
+    the idempotency key, else re-raise, so the caller's retry sends the create again."""
+    try:
+        return create()
+    except (TransientProviderError, UnexpectedProviderResponse):
+        found = find()
+        if found is None:
+            raise
+        return found

@@ -38,6 +38,7 @@ from providers.base import (
     ModelRef,
     PreparedDataset,
     TrainingSpec,
+    created_or_found,
 )
 from providers.catalog import ModelFacts, check_training_knobs, model_facts
 from providers.errors import (
@@ -173,18 +174,16 @@ class OpenAIProvider:
     def create_job(self, spec: TrainingSpec, data: DatasetRef, *, idempotency_key: str) -> JobRef:
         method = self._method(spec, data.train_file_id)
         optional = {"validation_file": data.validation_file_id, "seed": spec.seed, "suffix": spec.suffix}
-        try:
+
+        def create() -> JobRef:
             with _translated():
                 # no SDK retries: a create whose answer was lost may have made a job, so look before retrying
                 job = self.client.with_options(max_retries=0).fine_tuning.jobs.create(
                     model=spec.base_model, training_file=data.train_file_id, method=method,
                     metadata={KEY_FIELD: idempotency_key}, **{k: v for k, v in optional.items() if v is not None})
-        except (TransientProviderError, UnexpectedProviderResponse):
-            found = self.find_job(idempotency_key)
-            if found is None:
-                raise
-            return found
-        return JobRef(provider=NAME, job_id=job.id, idempotency_key=idempotency_key)
+            return JobRef(provider=NAME, job_id=job.id, idempotency_key=idempotency_key)
+
+        return created_or_found(create, lambda: self.find_job(idempotency_key))
 
     def _method(self, spec: TrainingSpec, train_file_id: str) -> dict[str, Any]:
         hyperparameters: dict[str, Any] = {"learning_rate_multiplier": self.options.learning_rate_multiplier}

@@ -41,6 +41,7 @@ from providers.base import (
     ModelRef,
     PreparedDataset,
     TrainingSpec,
+    created_or_found,
 )
 from providers.catalog import LoraLimits, ModelFacts, Range, check_training_knobs, model_facts
 from providers.errors import (
@@ -228,7 +229,8 @@ class TogetherProvider:
                                   else {"training_method": "sft", "train_on_inputs": self.options.train_on_inputs})
         optional = {"n_epochs": spec.epochs, "learning_rate": spec.learning_rate, "batch_size": spec.batch_size,
                     "random_seed": spec.seed}
-        try:
+
+        def create() -> JobRef:
             with _translated():
                 job = self._create(
                     training_file=data.train_file_id, model=spec.base_model,
@@ -237,12 +239,9 @@ class TogetherProvider:
                     lr_scheduler_type=self.options.lr_scheduler, suffix=_suffix(spec.suffix, idempotency_key),
                     lora=True, **self._lora(spec), **method,
                     **{k: v for k, v in optional.items() if v is not None})
-        except (TransientProviderError, UnexpectedProviderResponse):
-            found = self.find_job(idempotency_key)
-            if found is None:
-                raise
-            return found
-        return JobRef(provider=NAME, job_id=job.id, idempotency_key=idempotency_key)
+            return JobRef(provider=NAME, job_id=job.id, idempotency_key=idempotency_key)
+
+        return created_or_found(create, lambda: self.find_job(idempotency_key))
 
     def _create(self, **arguments: Any) -> Any:
         # no SDK retries: a create whose answer was lost may have made a job, so look before retrying

@@ -48,6 +48,7 @@ from providers.base import (
     ModelRef,
     PreparedDataset,
     TrainingSpec,
+    created_or_found,
 )
 from providers.catalog import ModelFacts, check_training_knobs, model_facts
 from providers.errors import (
@@ -269,19 +270,18 @@ class VertexProvider:
                                 if data.validation_file_id else None),
             # no retries: a create whose answer was lost may have made a job, so look before retrying
             http_options=types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1)))
-        try:
+
+        def create() -> JobRef:
             with _translated(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*tuning implementation is experimental")
                 job = self.client.tunings.tune(base_model=spec.base_model, config=config,
                                                training_dataset=types.TuningDataset(gcs_uri=data.train_file_id))
-        except (TransientProviderError, UnexpectedProviderResponse):
-            found = self.find_job(idempotency_key)
-            if found is None:
-                raise
-            return found
-        if not job.name:
+            return JobRef(provider=NAME, job_id=job.name or "", idempotency_key=idempotency_key)
+
+        ref = created_or_found(create, lambda: self.find_job(idempotency_key))
+        if not ref.job_id:
             raise UnexpectedProviderResponse(NAME, "the created tuning job has no name")
-        return JobRef(provider=NAME, job_id=job.name, idempotency_key=idempotency_key)
+        return ref
 
     def get_job(self, job: JobRef) -> JobStatus:
         with _translated():
