@@ -1,18 +1,21 @@
 """The provider contract against the Vertex adapter, through the real google-genai and google-cloud-storage
-SDKs on the loopback emulator (fixed bearer token: no call to Google for credentials)."""
+SDKs: on the loopback emulator (fixed bearer token: no call to Google for credentials) and on a
+transport-level stub (an injected httpx client on a respx router, an injected requests session)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
 pytest.importorskip("google.genai", reason="the vertex extra is not installed")
 
-from providers.base import TrainingSpec
+from providers.base import PreparedDataset, TrainingSpec
 from providers.emulator import EmulatorServer, FaultRule, Timeline
-from providers.vertex import VertexProvider
+from providers.vertex import VertexProvider, idempotency_tag
 from tests.providers.contract import ProviderContract
+from tests.providers.vertex_stub import VertexStub
 
 SPEC = TrainingSpec(base_model="gemini-2.5-flash", epochs=1, seed=1, suffix="contract", lora_r=4)
 # one attempt per request, so an injected 429 reaches the adapter instead of the SDK's retry loop
@@ -41,3 +44,34 @@ class TestVertexOnEmulator(ProviderContract):
     @pytest.fixture(autouse=True)
     def _keep_emulator(self, emulator: EmulatorServer) -> None:
         self._emulator = emulator
+
+
+class TestVertexOnTransportStub(ProviderContract):
+    spec = SPEC
+
+    @pytest.fixture
+    def provider(self) -> VertexProvider:
+        self._stub = VertexStub()
+        return self._stub.provider()
+
+    def throttle_get_job(self, provider: VertexProvider) -> None:
+        self._stub.throttle_next = True
+
+    def test_create_sends_the_documented_tuning_request(self, provider: VertexProvider,
+                                                        dataset: PreparedDataset) -> None:
+        data = provider.upload(dataset)
+        provider.create_job(SPEC, data, idempotency_key="shape")
+        (body,) = self._stub.bodies
+        tuning = body["supervisedTuningSpec"]
+        assert body["baseModel"] == SPEC.base_model
+        assert tuning["trainingDatasetUri"] == data.train_file_id
+        assert tuning["validationDatasetUri"] == data.validation_file_id
+        assert tuning["hyperParameters"] == {"epochCount": 1, "adapterSize": "ADAPTER_SIZE_FOUR"}
+        assert body["labels"] == {"loraflow-key": idempotency_tag("shape")}
+        uploaded = self._stub.objects[data.train_file_id].decode().splitlines()
+        assert len(uploaded) == 40 and all("contents" in json.loads(line) for line in uploaded)
+
+    def test_an_upload_already_in_the_bucket_is_kept(self, provider: VertexProvider,
+                                                     dataset: PreparedDataset) -> None:
+        first = provider.upload(dataset)
+        assert provider.upload(dataset) == first
