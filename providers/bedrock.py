@@ -16,9 +16,7 @@ Docs: https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-s
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 import time
@@ -40,6 +38,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from providers import bedrock_metrics
 from providers.base import (
     Completion,
     DatasetRef,
@@ -89,7 +88,6 @@ _TRANSIENT_CODES = frozenset({"ThrottlingException", "InternalServerException", 
                               "RequestTimeoutException", "SlowDown", "InternalError"})
 _NOT_FOUND = frozenset({"ResourceNotFoundException", "NoSuchKey", "NoSuchBucket", "404"})
 _TOKEN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
-_METRICS_CSV = "training_artifacts/step_wise_training_metrics.csv"
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
@@ -289,7 +287,7 @@ class BedrockProvider:
         data_at_fault = state is JobState.FAILED and any(
             (details.get(phase) or {}).get("status") == "Failed" for phase in _DATA_PHASES)
         observed = state in (JobState.RUNNING, JobState.SUCCEEDED)
-        step, metrics = self._step_metrics(remote) if observed else (None, {})
+        step, metrics = self._step_metrics(remote, ended=state is JobState.SUCCEEDED) if observed else (None, {})
         metrics.update(_final_losses(remote))
         ended = state in (JobState.FAILED, JobState.CANCELLED)
         message = str(remote.get("failureMessage") or "") if ended else ""
@@ -302,23 +300,25 @@ class BedrockProvider:
         return JobStatus(job=job, state=state, vendor_state=vendor, message=message,
                          data_at_fault=data_at_fault, step=step, metrics=metrics, model=model)
 
-    def _step_metrics(self, remote: dict[str, Any]) -> tuple[int | None, dict[str, float]]:
-        """The last row of the job's step_wise_training_metrics.csv in its output prefix, once written."""
-        output = str((remote.get("outputDataConfig") or {}).get("s3Uri", ""))
-        bucket, _, prefix = output.removeprefix("s3://").partition("/")
-        job_id = str(remote.get("jobArn", "")).rsplit("/", 1)[-1]
-        key = f"{prefix.rstrip('/')}/model-customization-job-{job_id}/{_METRICS_CSV}"
-        try:
-            with _translated():
-                body = self.s3.get_object(Bucket=bucket, Key=key.lstrip("/"))["Body"].read().decode("utf-8")
-                rows = list(csv.DictReader(io.StringIO(body)))
-                last = rows[-1] if rows else None
-                return (None, {}) if last is None else (int(last["step_number"]),
-                                                        {"train_loss": float(last["training_loss"])})
-        except PermanentProviderError as exc:
-            if exc.status_code == 404:  # not written yet
-                return None, {}
-            raise
+    def _step_metrics(self, remote: dict[str, Any], *, ended: bool) -> tuple[int | None, dict[str, float]]:
+        """The last row of the job's training metrics CSV in S3, and of its validation CSV once the job has
+        ended (Bedrock validates after training)."""
+        artifacts = [bedrock_metrics.TRAINING_CSV] + ([bedrock_metrics.VALIDATION_CSV] if ended else [])
+        step, metrics = None, {}
+        with _translated():
+            for artifact in artifacts:
+                rows = bedrock_metrics.read_rows(self.s3, remote, artifact, NAME)
+                if rows:
+                    metrics.update({k: v for k, v in rows[-1].items() if k.endswith("_loss")})
+                    step = int(rows[-1]["step"]) if artifact == bedrock_metrics.TRAINING_CSV else step
+        return step, metrics
+
+    def loss_curve(self, job: JobRef) -> list[dict[str, float]]:
+        """Rows of step, epoch, train_loss and valid_loss from the job's metrics CSVs (a method beyond the
+        Provider protocol); empty until the job has written them."""
+        with _translated():
+            remote = self.bedrock.get_model_customization_job(jobIdentifier=job.job_id)
+            return bedrock_metrics.loss_curve(self.s3, remote, NAME)
 
     def cancel(self, job: JobRef) -> None:
         try:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from providers.emulator.bedrock_store import STOPPING_S, BedrockError, BedrockJob, store_of
+from providers.emulator.bedrock_store import STOPPING_S, BedrockError, BedrockJob, store_of, validation_loss
 from providers.emulator.openai_api import json_body
 from providers.emulator.shapes import ApiError
 from providers.emulator.state import EmulatorState
@@ -169,7 +169,7 @@ def job_object(job: BedrockJob, now: float) -> dict[str, Any]:
         view["outputModelArn"] = job.model_arn
         view["trainingMetrics"] = {"trainingLoss": losses[-1] if losses else 0.0}
         if view["validationDataConfig"]["validators"]:
-            view["validationMetrics"] = [{"validationLoss": round((losses[-1] if losses else 0.0) + 0.05, 4)}]
+            view["validationMetrics"] = [{"validationLoss": validation_loss(losses[-1] if losses else 0.0)}]
     return view
 
 

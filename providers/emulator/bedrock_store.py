@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 ACCOUNT = "123456789012"
 STOPPING_S = 0.1  # how long a stopped job reports Stopping before Stopped
 METRICS_CSV = "training_artifacts/step_wise_training_metrics.csv"
+VALIDATION_CSV = "validation_artifacts/post_fine_tuning_validation/validation/validation_metrics.csv"
+
+
+def validation_loss(train_loss: float) -> float:
+    """What the emulator reports as a job's final validation loss: a little above its last training loss."""
+    return round(train_loss + 0.05, 4)
 
 
 class BedrockError(Exception):
@@ -245,19 +252,29 @@ class BedrockStore:
         return None
 
     def _metrics_csv(self, uri: str) -> bytes | None:
+        """The step-wise training CSV while a job trains, and the validation CSV once it completed with a
+        validation set (written by the job, so never stored: they follow its timeline)."""
         for job in self._jobs.values():
-            output = job.request["outputDataConfig"]["s3Uri"].rstrip("/")
-            if uri == f"{output}/model-customization-job-{job.arn.rsplit('/', 1)[-1]}/{METRICS_CSV}":
-                events = job.progress(self.state.now()).events
-                rows = [e.data for e in events if e.type == "metrics" and e.data]
+            folder = f"{job.request['outputDataConfig']['s3Uri'].rstrip('/')}/model-customization-job-" \
+                     f"{job.arn.rsplit('/', 1)[-1]}"
+            if uri not in (f"{folder}/{METRICS_CSV}", f"{folder}/{VALIDATION_CSV}"):
+                continue
+            progress = job.progress(self.state.now())
+            rows = [e.data for e in progress.events if e.type == "metrics" and e.data]
+            steps_per_epoch = max(1, job.timeline.steps // int(job.request.get("hyperParameters", {})
+                                                                 .get("epochCount", "1")))
+            if uri.endswith(METRICS_CSV):
                 if not rows:
                     return None
-                steps_per_epoch = max(1, job.timeline.steps // int(job.request.get("hyperParameters", {})
-                                                                     .get("epochCount", "1")))
                 lines = ["step_number,epoch_number,training_loss,perplexity"]
                 lines += [f"{r['step']},{(r['step'] - 1) // steps_per_epoch},{r['train_loss']},"
-                          f"{2.718281828 ** r['train_loss']:.4f}" for r in rows]
+                          f"{math.exp(r['train_loss']):.4f}" for r in rows]
                 return ("\n".join(lines) + "\n").encode()
+            if progress.status != "succeeded" or not rows or not (job.request.get("validationDataConfig") or {}).get("validators"):
+                return None
+            last, loss = rows[-1], validation_loss(rows[-1]["train_loss"])
+            return (f"step_number,epoch_number,validation_loss,perplexity\n{last['step']},"
+                    f"{(last['step'] - 1) // steps_per_epoch},{loss},{math.exp(loss):.4f}\n").encode()
         return None
 
     def _save(self) -> None:

@@ -98,10 +98,28 @@ def test_completed_job_resolves_the_custom_model_and_final_losses(stubbed) -> No
                                                  b"1,0,1.2,3.3\n7,1,0.45,1.57\n")},
                     {"Bucket": "loraflow-ft", "Key": "out/model-customization-job-abcdefghijkl/training_artifacts/"
                                                      "step_wise_training_metrics.csv"})
+    s3.add_client_error("get_object", "NoSuchKey", http_status_code=404)  # no validation set: no validation CSV
     status = provider.get_job(JobRef(provider="bedrock", job_id="lf-x"))
     assert status.state is JobState.SUCCEEDED and status.step == 7
     assert status.metrics == {"train_loss": 0.4, "valid_loss": 0.5}
     assert status.model == ModelRef(provider="bedrock", model_id=MODEL_ARN, base_model=NOVA, job_id="lf-x")
+
+
+def test_the_training_and_validation_csvs_become_one_loss_curve(stubbed) -> None:
+    provider, s3, bedrock, _ = stubbed
+    bedrock.add_response("get_model_customization_job", _job("Completed", outputModelArn=MODEL_ARN),
+                         {"jobIdentifier": "lf-x"})
+    folder = "out/model-customization-job-abcdefghijkl"
+    s3.add_response("get_object", {"Body": _body(b"step_number,epoch_number,training_loss,perplexity\n"
+                                                 b"1,0,1.2,3.3\n2,0,0.9,2.46\n3,1,0.6,1.82\n")},
+                    {"Bucket": "loraflow-ft", "Key": f"{folder}/training_artifacts/step_wise_training_metrics.csv"})
+    s3.add_response("get_object", {"Body": _body(b"step_number,epoch_number,validation_loss,perplexity\n"
+                                                 b"3,1,0.7,2.01\n")},
+                    {"Bucket": "loraflow-ft", "Key": f"{folder}/validation_artifacts/post_fine_tuning_validation/"
+                                                     "validation/validation_metrics.csv"})
+    assert provider.loss_curve(JobRef(provider="bedrock", job_id="lf-x")) == [
+        {"step": 1.0, "epoch": 0.0, "train_loss": 1.2}, {"step": 2.0, "epoch": 0.0, "train_loss": 0.9},
+        {"step": 3.0, "epoch": 1.0, "train_loss": 0.6, "valid_loss": 0.7}]
 
 
 def test_a_failure_in_validation_blames_the_data(stubbed) -> None:

@@ -64,6 +64,21 @@ def test_a_job_lives_through_its_sub_statuses_and_ends_with_a_custom_model(serve
     assert [s["jobName"] for s in summaries] == ["job-a"]
 
 
+def test_a_job_with_a_validation_set_writes_its_validation_csv_when_it_completes(server: EmulatorServer) -> None:
+    clients = _clients(server)
+    clients["s3"].put_object(Bucket="b1", Key="valid.jsonl", Body=LINE)
+    arn = _create(clients["bedrock"], "job-v", validationDataConfig={"validators": [{"s3Uri": "s3://b1/valid.jsonl"}]})
+    key = (f"out/model-customization-job-{arn.rsplit('/', 1)[-1]}/validation_artifacts/"
+           "post_fine_tuning_validation/validation/validation_metrics.csv")
+    with pytest.raises(ClientError, match="NoSuchKey"):
+        clients["s3"].get_object(Bucket="b1", Key=key)
+    time.sleep(0.5)
+    done = clients["bedrock"].get_model_customization_job(jobIdentifier="job-v")
+    header, row = clients["s3"].get_object(Bucket="b1", Key=key)["Body"].read().decode().splitlines()
+    assert header == "step_number,epoch_number,validation_loss,perplexity"
+    assert float(row.split(",")[2]) == done["validationMetrics"][0]["validationLoss"]
+
+
 def test_a_repeated_token_returns_the_same_job_and_a_reused_name_conflicts(server: EmulatorServer) -> None:
     bedrock = _clients(server)["bedrock"]
     arn = _create(bedrock, "job-b")
