@@ -1,6 +1,7 @@
 """The Google Vertex AI routes, served under /vertex: Cloud Storage (what google-cloud-storage's uploads,
 `exists` and downloads use), the supervised tuningJobs control plane, and generateContent.
 
+Uploads: multipart, media and resumable sessions (in memory: a restart of the emulator forgets open sessions).
 A google-genai client takes `<emulator>/vertex/` as `http_options.base_url` and a Cloud Storage client
 takes `<emulator>/vertex` as `client_options.api_endpoint` (or STORAGE_EMULATOR_HOST). Both API versions
 (v1, v1beta1) are served. Tuning jobs: create (base model from the catalog, adapter size, epochs,
@@ -38,6 +39,7 @@ _ADAPTER_SIZES = ("ADAPTER_SIZE_ONE", "ADAPTER_SIZE_TWO", "ADAPTER_SIZE_FOUR", "
                   "ADAPTER_SIZE_SIXTEEN", "ADAPTER_SIZE_THIRTY_TWO")
 _LABEL_FILTER = re.compile(r'^labels\.([a-z0-9_-]+)\s*[=:]\s*"?([a-z0-9_-]*)"?$')
 _PAGE_SIZE = 100
+_CONTENT_RANGE = re.compile(r"^bytes (?:(?P<first>\d+)-\d+|\*)/(?P<total>\d+|\*)$")
 _TOKEN = re.compile(r"\S+")
 
 
@@ -72,8 +74,10 @@ async def upload_object(request: Request) -> Response:
         metadata, content = _multipart(request.headers.get("content-type", ""), await request.body())
     elif kind == "media":
         metadata, content = {"name": query.get("name")}, await request.body()
+    elif kind == "resumable":
+        return await _start_resumable(request)
     else:
-        raise GoogleError(400, f"The emulator takes uploadType=multipart or media, got {kind!r}.")
+        raise GoogleError(400, f"The emulator takes uploadType=multipart, media or resumable, got {kind!r}.")
     name = metadata.get("name") or query.get("name")
     if not name:
         raise GoogleError(400, "Required: the object name.", reason="required")
@@ -82,6 +86,36 @@ async def upload_object(request: Request) -> Response:
         request.path_params["bucket"], name, content, content_type=metadata.get("contentType"),
         if_generation_match=int(match) if match is not None else None, crc32c=metadata.get("crc32c"))
     return JSONResponse(object_resource(record))
+
+
+async def _start_resumable(request: Request) -> Response:
+    """A resumable session (what google-cloud-storage uses above 8 MB): its URI in the Location header."""
+    metadata, query = await _json(request), request.query_params
+    name = metadata.get("name") or query.get("name")
+    if not name:
+        raise GoogleError(400, "Required: the object name.", reason="required")
+    match = query.get("ifGenerationMatch")
+    upload_id = _store(request).start_upload(
+        request.path_params["bucket"], name, content_type=metadata.get("contentType"), crc32c=metadata.get("crc32c"),
+        if_generation_match=int(match) if match is not None else None)
+    location = request.url.remove_query_params("upload_id").include_query_params(upload_id=upload_id)
+    return Response(status_code=200, headers={"Location": str(location)})
+
+
+async def upload_chunk(request: Request) -> Response:
+    """One PUT to a resumable session: `Content-Range: bytes A-B/TOTAL` (TOTAL `*` until the last chunk) or
+    `bytes */TOTAL` to ask how much arrived. 308 with `Range` while incomplete, the object when complete."""
+    found = _CONTENT_RANGE.match(request.headers.get("content-range", ""))
+    upload_id = request.query_params.get("upload_id")
+    if found is None or not upload_id:
+        raise GoogleError(400, "A resumable upload PUT needs upload_id and Content-Range: bytes A-B/TOTAL.")
+    first, total = found.group("first"), found.group("total")
+    received, record = _store(request).upload_chunk(
+        upload_id, int(first) if first is not None else None, await request.body(),
+        int(total) if total != "*" else None)
+    if record is not None:
+        return JSONResponse(object_resource(record))
+    return Response(status_code=308, headers={"Range": f"bytes=0-{received - 1}"} if received else {})
 
 
 def _multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], bytes]:
@@ -196,6 +230,7 @@ def _routes() -> list[Route]:
     routes = [
         Route(f"{PREFIX}/storage/v1/b/{{bucket}}", get_bucket, methods=["GET"]),
         Route(f"{PREFIX}/upload/storage/v1/b/{{bucket}}/o", upload_object, methods=["POST"]),
+        Route(f"{PREFIX}/upload/storage/v1/b/{{bucket}}/o", upload_chunk, methods=["PUT"]),
         Route(f"{PREFIX}/storage/v1/b/{{bucket}}/o/{{name:path}}", get_object, methods=["GET"]),
         Route(f"{PREFIX}/download/storage/v1/b/{{bucket}}/o/{{name:path}}", get_object, methods=["GET"]),
     ]

@@ -103,6 +103,7 @@ class VertexStore:
         self._objects: dict[tuple[str, str], GcsObject] = {}
         self._jobs: dict[str, VertexJob] = {}
         self.imitations: dict[str, Any] = {}  # tuned-model stand-ins by job id, built on first use
+        self._uploads: dict[str, dict[str, Any]] = {}  # open resumable sessions by upload id
         self._load()
 
     # -- Cloud Storage ---------------------------------------------------------------------------
@@ -123,6 +124,37 @@ class VertexStore:
             self.state.count("files_created")
             self.save()
             return record
+
+    def start_upload(self, bucket: str, name: str, *, content_type: str | None, crc32c: str | None,
+                     if_generation_match: int | None) -> str:
+        """Open a resumable upload session; its id."""
+        upload_id = uuid.uuid4().hex
+        with self.state.lock:
+            self._uploads[upload_id] = {"bucket": bucket, "name": name, "content_type": content_type,
+                                        "crc32c": crc32c, "if_generation_match": if_generation_match,
+                                        "data": bytearray()}
+        return upload_id
+
+    def upload_chunk(self, upload_id: str, first: int | None, chunk: bytes, total: int | None
+                     ) -> tuple[int, GcsObject | None]:
+        """(bytes received so far, the object once all `total` bytes are in). A chunk starting past what
+        arrived is refused; one overlapping it keeps only the new bytes, as a retried chunk does."""
+        with self.state.lock:
+            session = self._uploads.get(upload_id)
+            if session is None:
+                raise GoogleError(404, f"No such upload session {upload_id}.")
+            data: bytearray = session["data"]
+            if first is not None:
+                if first > len(data):
+                    raise GoogleError(400, f"Chunk starts at byte {first}, but only {len(data)} arrived.")
+                data[first:] = chunk
+            if total is None or len(data) < total:
+                return len(data), None
+            del self._uploads[upload_id]
+        record = self.put_object(session["bucket"], session["name"], bytes(data[:total]),
+                                 content_type=session["content_type"], crc32c=session["crc32c"],
+                                 if_generation_match=session["if_generation_match"])
+        return total, record
 
     def object(self, bucket: str, name: str) -> GcsObject:
         with self.state.lock:

@@ -242,6 +242,20 @@ def test_an_upload_is_made_once_per_content(server: EmulatorServer, tmp_path: Pa
     assert [turn["role"] for turn in line["contents"]] == ["user", "model"]
 
 
+def test_a_large_file_goes_up_in_a_resumable_session_in_chunks(server: EmulatorServer, tmp_path: Path) -> None:
+    bucket = provider_on(server).storage.bucket("loraflow-emulator")
+    content = b"".join(b'{"contents": [{"role": "user", "parts": [{"text": "%06d"}]}]}\n' % n for n in range(12000))
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(content)
+    blob = bucket.blob("big/train.jsonl", chunk_size=256 * 1024)  # above 8 MB the client does this on its own
+    blob.upload_from_filename(str(path), if_generation_match=0)
+    assert len(content) > 2 * 256 * 1024  # three PUTs: two full chunks and the rest
+    assert bucket.blob("big/train.jsonl").download_as_bytes() == content
+    again = bucket.blob("big/train.jsonl", chunk_size=256 * 1024)
+    with pytest.raises(gcs_errors.PreconditionFailed):
+        again.upload_from_filename(str(path), if_generation_match=0)
+
+
 def test_a_failed_job_carries_the_vendor_message_and_blames_the_data(server: EmulatorServer,
                                                                       tmp_path: Path) -> None:
     provider = provider_on(server)
