@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: the local trainer in bf16 and in 4-bit (QLoRA through bitsandbytes) on
+# the same ~20 M-parameter offline model, checking CUDA is really used, with tokens/s for each. It needs
+# the [local,qlora] extras in $PYTHON's environment (no download happens: the model is built here) and
+# stops itself after 8 minutes.
+#     bash bench/gpu_check.sh            PYTHON=/path/to/python bash bench/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+exec timeout 480 "$PYTHON" - <<'PY'
+import json, tempfile, time
+from pathlib import Path
+
+import torch
+
+from providers.local.config import TrainConfig
+from providers.local.jobdir import JobDir
+from providers.local.tiny import TinyConfig, build_tiny, read_conversations
+from providers.local.train import Run
+
+assert torch.cuda.is_available(), f"torch {torch.__version__} sees no CUDA device"
+print("device:", torch.cuda.get_device_name(0), "torch", torch.__version__, flush=True)
+root = Path(tempfile.mkdtemp(prefix="loraflow-gpu-"))
+data = Path("examples/quickstart/data/bullets.jsonl")
+shape = TinyConfig(vocab_size=8192, hidden_size=512, intermediate_size=1536, num_layers=6, num_heads=8,
+                   num_kv_heads=4, max_positions=512)
+base = build_tiny(root / "base", read_conversations([data]), shape)
+results = {}
+for mode in ("bf16", "4bit"):
+    knobs = dict(bf16=True) if mode == "bf16" else dict(adapter="qlora", load_in_4bit=True)
+    cfg = TrainConfig(base_model=str(base), train_path=data, num_epochs=2, micro_batch_size=16, learning_rate=2e-4,
+                      lora_target_modules="all-linear", sequence_len=256, save_steps=10**6, device="cuda", **knobs)
+    torch.cuda.reset_peak_memory_stats()
+    run = Run(JobDir(root / mode), cfg)
+    assert all(p.is_cuda for p in run.model.parameters() if p.requires_grad), "LoRA weights are not on the GPU"
+    started = time.perf_counter()
+    run.loop()
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - started
+    results[mode] = {"tokens_per_s": round(run.tokens / wall), "steps": run.step, "wall_s": round(wall, 1),
+                     "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                     "last_loss": json.loads((root / mode / "metrics.jsonl").read_text().splitlines()[-1])["train_loss"]}
+    print(mode, results[mode], flush=True)
+print(json.dumps(results))
+PY
