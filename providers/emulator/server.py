@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import uvicorn
@@ -20,8 +17,8 @@ from providers.emulator.state import EmulatorState
 from providers.emulator.timeline import Timeline
 from providers.emulator.together_api import PREFIX
 from providers.emulator.vertex_api import PREFIX as VERTEX_PREFIX
+from providers.loopback import HOST, ThreadedServer, bind
 
-HOST = "127.0.0.1"
 # what each SDK's base_url is, below the server's URL
 API_ROOTS = {"openai": "/v1", "together": PREFIX, "vertex": VERTEX_PREFIX, "bedrock": BEDROCK_PREFIX}
 _DROPPED = "ASGI callable returned without completing response."
@@ -39,21 +36,10 @@ def _quiet_uvicorn() -> None:
         logger.addFilter(_HideDeliberateDrops())
 
 
-def _bind(port: int) -> socket.socket:
-    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then, and without it
-    # Nagle plus the client's delayed ACK add ~40 ms to every response (headers and body are two writes)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, port))
-    return sock
+_CONFIG = {"log_level": "warning", "http": "h11", "lifespan": "off", "timeout_graceful_shutdown": 2}
 
 
-def _config(state: EmulatorState, api_key: str | None, *, log_config: dict | None) -> uvicorn.Config:
-    return uvicorn.Config(build_app(state, api_key), log_level="warning", log_config=log_config,
-                          access_log=False, http="h11", ws="none", lifespan="off", timeout_graceful_shutdown=2)
-
-
-class EmulatorServer:
+class EmulatorServer(ThreadedServer):
     """The emulator on a loopback port, served from a daemon thread; use it as a context manager.
 
     `port=0` picks a free port. `base_url` is what an OpenAI client takes; `state` is the live store
@@ -69,20 +55,7 @@ class EmulatorServer:
         self.state = EmulatorState(state_dir, timeline=timeline, file_processing_s=file_processing_s,
                                    latency_s=latency_s, requests_per_minute=requests_per_minute, clock=clock)
         self.api_key = api_key
-        self._requested_port = port
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        if self._socket is None:
-            raise RuntimeError("the emulator is not running")
-        return self._socket.getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        super().__init__(build_app(self.state, api_key), port, name="loraflow-emulator", **_CONFIG)
 
     @property
     def base_url(self) -> str:
@@ -96,37 +69,8 @@ class EmulatorServer:
         return f"{self.url}{API_ROOTS[provider]}"
 
     def start(self, timeout: float = 10.0) -> Self:
-        """Serve in a daemon thread; returns once the port accepts requests."""
-        self._socket = _bind(self._requested_port)
-        self._server = uvicorn.Server(_config(self.state, self.api_key, log_config=None))
         _quiet_uvicorn()
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name=f"loraflow-emulator-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the emulator did not start on {HOST}:{self._requested_port}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port. Safe to call twice."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.stop()
+        return super().start(timeout)
 
 
 def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key: str | None = None,
@@ -135,9 +79,10 @@ def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key
     # speed 1 keeps a timeline saved in state_dir; any other speed replaces it for new jobs
     state = EmulatorState(state_dir, timeline=Timeline(speed=speed) if speed != 1.0 else None,
                           latency_s=latency_s, requests_per_minute=requests_per_minute)
-    server = uvicorn.Server(_config(state, api_key, log_config=uvicorn.config.LOGGING_CONFIG))
+    server = uvicorn.Server(uvicorn.Config(build_app(state, api_key), log_config=uvicorn.config.LOGGING_CONFIG,
+                                           access_log=False, ws="none", **_CONFIG))
     _quiet_uvicorn()
-    sock = _bind(port)
+    sock = bind(port)
     where = f"state in {state_dir}" if state_dir else "in memory"
     url = f"http://{HOST}:{sock.getsockname()[1]}"
     apis = ", ".join(f"{name} at {url}{root}" for name, root in API_ROOTS.items())

@@ -1,0 +1,30 @@
+"""Build the gateway over a registry and serve it: in the foreground (`loraflow gateway`) or from a thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.app import Gateway
+from gateway.buffer import ExposureBuffer
+from gateway.capture import Capture
+from gateway.routes import RouteCache
+from providers.errors import ConfigError
+from tasks.models import ModelRegistry
+from tasks.registry import Registry, loraflow_home
+from tasks.traffic import TrafficStore
+
+
+def build_gateway(registry: Registry, api_keys: list[str], *, default_base_url: str | None = None,
+                  upstream_api_key: str | None = None, spill_path: Path | None = None,
+                  refresh_s: float = 1.0, flush_interval_s: float = 0.2, capture_dir: Path | None = None) -> Gateway:
+    """A gateway whose routes come from `registry` and whose exposures go back to it; `capture_dir` turns on the
+    capture of served exchanges (gateway/capture.py)."""
+    if not api_keys:
+        raise ConfigError("the gateway needs at least one API key (--api-key or LORAFLOW_GATEWAY_KEYS)")
+    models, traffic = ModelRegistry(registry), TrafficStore(registry.engine)
+    spill = spill_path or loraflow_home() / "gateway-exposures.jsonl"
+    spill.parent.mkdir(parents=True, exist_ok=True)
+    return Gateway(routes=RouteCache(models.route, refresh_s).start(),
+                   exposures=ExposureBuffer(traffic.write, spill, interval_s=flush_interval_s).start(),
+                   api_keys=frozenset(api_keys), default_base_url=default_base_url, upstream_api_key=upstream_api_key,
+                   capture=Capture(capture_dir).start() if capture_dir is not None else None)
