@@ -1,0 +1,58 @@
+"""`loraflow retrain PIPELINE` and `loraflow monitor PIPELINE`: the flows that keep a fine-tune from going stale.
+
+The deployments in deployments/prefect.yaml run the same flows on their schedules (quarterly, daily).
+Exit codes: 2 for a bad pipeline file, 1 for a provider or job failure; `monitor` also exits 1 when it alerts,
+so a cron job or CI step notices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from providers.errors import ConfigError, LoraflowError
+
+console = Console()
+errors = Console(stderr=True)
+_STYLE = {"info": "green", "warn": "yellow", "alert": "bold red"}
+
+PipelineFile = Annotated[Path, typer.Argument(help="the pipeline YAML file")]
+
+
+def _fail(exc: LoraflowError) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def retrain(pipeline: PipelineFile) -> None:
+    """Retrain on new data and the newest base; promote only a candidate that beats the champion and the base."""
+    from flows.config import load_pipeline
+    from flows.retrain import retrain as retrain_flow
+
+    try:
+        summary = retrain_flow(load_pipeline(pipeline))
+    except LoraflowError as exc:
+        raise _fail(exc) from None
+    promoted = f"; registered v{summary.version} as challenger" if summary.version else ""
+    console.print(f"[bold]{summary.winner}[/] wins: {summary.reason}{promoted}", highlight=False, soft_wrap=True)
+    console.print(f"run directory: {summary.run_dir}", highlight=False, soft_wrap=True)
+
+
+def monitor(pipeline: PipelineFile) -> None:
+    """Online metrics, input drift, the newest base's gap and provider retirements; exit 1 on an alert."""
+    from flows.config import load_pipeline
+    from flows.monitor import monitor as monitor_flow
+
+    try:
+        summary = monitor_flow(load_pipeline(pipeline))
+    except LoraflowError as exc:
+        raise _fail(exc) from None
+    for finding in summary.findings:
+        console.print(f"[{_STYLE[finding.severity]}]{finding.severity}[/] {finding.kind}: {finding.message}",
+                      highlight=False, soft_wrap=True)
+    console.print(f"report: {summary.report_dir / 'report.md'}", highlight=False, soft_wrap=True)
+    if summary.alerts:
+        raise typer.Exit(1)

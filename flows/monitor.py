@@ -1,0 +1,75 @@
+"""The daily monitor: online metrics, input drift, has the newest base closed the gap, provider retirements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+
+from flows.config import Pipeline
+from providers.base import ModelRef
+from tasks.connection import open_provider
+from tasks.data.target import DataTarget
+from tasks.monitor import (
+    Finding,
+    drift_findings,
+    gap_finding,
+    online_findings,
+    online_metrics,
+    publish,
+    read_window,
+    reference_prompts,
+    render_report,
+    retirement_check,
+)
+from tasks.registry import Registry
+from tasks.retrain import champion_data, champion_ref, champion_version, compare_on_frozen_set
+from tasks.rundir import RunDir, atomic_write
+
+
+@dataclass(frozen=True)
+class MonitorSummary:
+    report_dir: Path
+    findings: list[Finding]
+
+    @property
+    def alerts(self) -> list[str]:
+        return sorted({f.kind for f in self.findings if f.severity == "alert"})
+
+
+@flow(name="monitor")
+def monitor(pipeline: Pipeline, today: date | None = None) -> MonitorSummary:
+    now, config, cfg = datetime.now(UTC), pipeline.monitor, pipeline.provider
+    report = RunDir(pipeline.run_root.resolve() / pipeline.name / "monitor" / f"{now:%Y%m%dT%H%M%SZ}")
+    registry = Registry.open(pipeline.registry_url)
+    champion = champion_version(registry, pipeline.name)
+    frozen = champion_data(champion)
+    metrics = online_metrics(registry.engine, pipeline.name, now, config.online.window_hours)
+    findings = online_findings(metrics, config.online)
+    drift = []
+    if config.inputs:
+        counter = DataTarget(cfg.name, pipeline.training.base_model).token_counter()
+        drift, found = drift_findings(reference_prompts(pipeline.data.path, frozen), read_window(config.inputs),
+                                      counter, config.drift)
+        findings += found
+    if config.newest_base and champion is not None and frozen is not None:
+        newest = ModelRef(provider=cfg.name, model_id=config.newest_base, base_model=config.newest_base)
+        with open_provider(cfg.name, cfg.options, cfg.endpoint, cfg.api_key_secret) as provider:
+            decision = compare_on_frozen_set(provider, champion_ref(champion), newest, pipeline.eval, pipeline.gate,
+                                             report, "gap", target=cfg.target, heldout=frozen[1], registry=registry)
+        findings.append(gap_finding(decision, champion.served_name, config.newest_base, config.gap_margin))
+    models = [pipeline.training.base_model, *([champion.base_model] if champion and champion.base_model else [])]
+    findings += retirement_check(pipeline.model_dump(mode="json"), config, models, today or now.date(), report.root)
+    publish(pipeline.name, findings, emit_event)
+    markdown = render_report(pipeline.name, findings, metrics, drift, now)
+    atomic_write(report.root / "report.md", markdown)
+    report.record("monitor", {"findings": [vars(f) for f in findings], "online": metrics,
+                              "drift": [vars(d) for d in drift]})
+    summary = MonitorSummary(report.root, findings)
+    create_markdown_artifact(markdown, key="monitor-report",
+                             description=f"{len(findings)} findings; alerts: {', '.join(summary.alerts) or 'none'}")
+    return summary
