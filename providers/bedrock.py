@@ -9,8 +9,9 @@ final losses, per-step metrics from the job's output CSV in S3) -> the custom mo
 -> converse. Auth: the AWS credential chain (env, profile, role); `api_key` "ACCESS:SECRET" or one word
 (an emulator) replaces it. `base_url` becomes the endpoint_url of all three clients (S3 path-style).
 Quirks: Claude 3 Haiku reached end of life on 2026-09-10 in most regions and is refused; a tuned model
-is invoked through provisioned throughput or a custom-model deployment, which this adapter does not
-create: map the custom model ARN to that ARN in `options.serving`. Bedrock has no seed and no LoRA knobs.
+is invoked through a custom-model deployment (Nova, per token) or provisioned throughput (hourly), which
+`serve` makes and `unserve` deletes (bedrock_serving), unless `options.serving` maps the custom model ARN
+to one you made. Bedrock has no seed and no LoRA knobs.
 Docs: https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-submit.html
 """
 
@@ -23,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import boto3
 from botocore.config import Config
@@ -59,7 +60,7 @@ from providers.errors import (
     TransientProviderError,
     UnexpectedProviderResponse,
 )
-from providers.formats.bedrock import CONVERSE, PROMPT_COMPLETION
+from providers.formats.bedrock import CONVERSE, PROMPT_COMPLETION, converse_messages
 
 NAME = "bedrock"
 FORMATS = {"converse": CONVERSE, "prompt_completion": PROMPT_COMPLETION}
@@ -104,7 +105,14 @@ class BedrockOptions(BaseModel):
     profile: str | None = Field(default=None, description="AWS profile; else the default credential chain")
     warmup_steps: int | None = Field(default=None, ge=0, description="Nova: learningRateWarmupSteps")
     serving: dict[str, str] = Field(default_factory=dict, description="custom model ARN -> the provisioned "
-                                    "throughput or custom-model deployment ARN that serves it")
+                                    "throughput or custom-model deployment ARN that serves it (made by you)")
+    serve_with: Literal["deployment", "provisioned_throughput"] | None = Field(
+        default=None, description="how loraflow serves a tuned model it has not been given in `serving`: "
+        "'deployment' (on-demand, billed per token; Nova) or 'provisioned_throughput' (billed per model unit per "
+        "hour until deleted); unset means deployment where the family has it")
+    model_units: int | None = Field(default=None, ge=1, description="provisioned throughput model units")
+    serve_wait_s: float = Field(default=3600, gt=0, description="how long serving may take to become ready")
+    serve_poll_s: float = Field(default=15, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=10, description="botocore attempts per call, all told")
     timeout_s: float = Field(default=60, gt=0)
 
@@ -203,7 +211,26 @@ class BedrockProvider:
         if family.recalled:
             warnings.append(f"the {family.name} ranges are assumed, not documented here; Bedrock checks "
                             "them at create")
+        if not self.options.serving and self._serve_with(family) == "provisioned_throughput":
+            warnings.append(f"the tuned model is served by provisioned throughput ({self.options.model_units} "
+                            "model units), billed per hour from creation until it is deleted; loraflow deletes it "
+                            "when the candidate is not accepted")
         return warnings
+
+    def _serve_with(self, family: Family) -> str:
+        """The serving the options ask for, refused where the family cannot have it (before any upload)."""
+        chosen = self.options.serve_with or ("deployment" if family.on_demand_deployment else None)
+        if chosen is None:
+            raise ConfigError(f"provider.options.serve_with: Bedrock serves {family.name} custom models only through "
+                              "provisioned throughput, billed per model unit per hour until deleted; set serve_with: "
+                              "provisioned_throughput and model_units, or map the model to a serving ARN you made "
+                              "in provider.options.serving")
+        if chosen == "deployment" and not family.on_demand_deployment:
+            raise ConfigError(f"provider.options.serve_with: on-demand deployment is not offered for {family.name} "
+                              "custom models; allowed values: provisioned_throughput")
+        if chosen == "provisioned_throughput" and self.options.model_units is None:
+            raise ConfigError("provider.options.model_units: provisioned throughput needs a number of model units")
+        return chosen
 
     def _hyperparameters(self, family: Family, spec: TrainingSpec) -> dict[str, str]:
         lora = [k for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
@@ -288,7 +315,7 @@ class BedrockProvider:
             (details.get(phase) or {}).get("status") == "Failed" for phase in _DATA_PHASES)
         observed = state in (JobState.RUNNING, JobState.SUCCEEDED)
         step, metrics = self._step_metrics(remote, ended=state is JobState.SUCCEEDED) if observed else (None, {})
-        metrics.update(_final_losses(remote))
+        metrics.update(bedrock_metrics.final_losses(remote))
         ended = state in (JobState.FAILED, JobState.CANCELLED)
         message = str(remote.get("failureMessage") or "") if ended else ""
         model = None
@@ -340,11 +367,34 @@ class BedrockProvider:
             raise
         return JobRef(provider=NAME, job_id=str(remote["jobName"]), idempotency_key=idempotency_key)
 
+    # -- serving ---------------------------------------------------------------------------------
+
+    def serve(self, model: ModelRef, *, name: str) -> ModelRef:
+        """The ModelRef to infer with: the ARN mapped in `options.serving`, else a deployment or provisioned
+        throughput made (or found) under `name`. The latter bills until `unserve`."""
+        if model.model_id in self.options.serving:
+            return model.model_copy(update={"model_id": self.options.serving[model.model_id]})
+        from providers import bedrock_serving  # it builds on this module
+
+        units = None
+        if self._serve_with(require_family(model.base_model)) == "provisioned_throughput":
+            units = self.options.model_units
+        return bedrock_serving.deploy(self, model, name=name, model_units=units,
+                                      wait_s=self.options.serve_wait_s, poll_s=self.options.serve_poll_s)
+
+    def unserve(self, served: ModelRef) -> None:
+        """Delete what `serve` made (stops its billing); a serving named in `options.serving` is left alone."""
+        if served.model_id in self.options.serving.values() or ":custom-model/" in served.model_id:
+            return
+        from providers import bedrock_serving
+
+        bedrock_serving.undeploy(self, served.model_id)
+
     # -- inference -------------------------------------------------------------------------------
 
     def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
         """One converse call; a tuned model goes through the ARN `options.serving` maps it to, if any."""
-        system, turns = _converse_messages(messages)
+        system, turns = converse_messages(messages)
         config: dict[str, Any] = {"maxTokens": params.max_tokens, "temperature": params.temperature,
                                   "topP": params.top_p}
         if params.stop:
@@ -372,31 +422,3 @@ def _examples(path: Path) -> Iterator[dict[str, Any]]:
         for line in lines:
             if line.strip():
                 yield json.loads(line)
-
-
-def _final_losses(remote: dict[str, Any]) -> dict[str, float]:
-    losses: dict[str, float] = {}
-    training = (remote.get("trainingMetrics") or {}).get("trainingLoss")
-    if training is not None:
-        losses["train_loss"] = float(training)
-    validation = [m.get("validationLoss") for m in remote.get("validationMetrics") or []]
-    if validation and validation[-1] is not None:
-        losses["valid_loss"] = float(validation[-1])
-    return losses
-
-
-def _converse_messages(messages: list[Message]) -> tuple[list[str], list[dict[str, Any]]]:
-    """OpenAI-shape chat as Converse's (system texts, messages with text blocks)."""
-    system, turns = [], []
-    for message in messages:
-        role, content = message.get("role"), message.get("content")
-        text = content if isinstance(content, str) else "".join(
-            part.get("text", "") for part in content or [] if isinstance(part, dict))
-        if role == "system":
-            system.append(text)
-        elif role in ("user", "assistant"):
-            turns.append({"role": role, "content": [{"text": text}]})
-        else:
-            raise ConfigError(f"messages: role {role!r} is not sent to Bedrock converse by this adapter; "
-                              "allowed values: system, user, assistant")
-    return system, turns

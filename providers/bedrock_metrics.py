@@ -60,3 +60,15 @@ def loss_curve(s3: Any, remote: dict[str, Any], provider: str) -> list[dict[str,
                 raise UnexpectedProviderResponse(provider, f"{artifact}: a row without step_number")
             by_step.setdefault(row["step"], {}).update(row)
     return [by_step[step] for step in sorted(by_step)]
+
+
+def final_losses(remote: dict[str, Any]) -> dict[str, float]:
+    """The final train_loss and valid_loss a completed job reports in its own answer."""
+    losses: dict[str, float] = {}
+    training = (remote.get("trainingMetrics") or {}).get("trainingLoss")
+    if training is not None:
+        losses["train_loss"] = float(training)
+    validation = [m.get("validationLoss") for m in remote.get("validationMetrics") or []]
+    if validation and validation[-1] is not None:
+        losses["valid_loss"] = float(validation[-1])
+    return losses

@@ -9,7 +9,9 @@ calls either on its own. Docs: https://docs.aws.amazon.com/bedrock/latest/usergu
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +41,7 @@ def deploy(provider: BedrockProvider, model: ModelRef, *, name: str, model_units
     without commitment, which bills every hour until `undeploy`. PermanentProviderError when the service
     refuses or the serving fails; TransientProviderError when it is not ready after `wait_s`.
     """
+    name = serving_name(name)
     client, token = provider.bedrock, request_token(f"serve-{name}")
     with _translated():
         if model_units is None:
@@ -50,13 +53,20 @@ def deploy(provider: BedrockProvider, model: ModelRef, *, name: str, model_units
             arn = client.create_provisioned_model_throughput(
                 modelUnits=model_units, provisionedModelName=name, modelId=model.model_id,
                 clientRequestToken=token)["provisionedModelArn"]
-    deadline = time.monotonic() + wait_s
+    deadline, delay = time.monotonic() + wait_s, min(1.0, poll_s)
     while not _serves(client, arn):
         if time.monotonic() > deadline:
             raise TransientProviderError(NAME, f"{arn} does not serve after {wait_s:g} s; call deploy again to "
                                                "keep waiting, or undeploy it")
-        sleep(poll_s)
+        sleep(delay)
+        delay = min(delay * 2, poll_s)  # a deployment takes minutes at Bedrock, seconds on the emulator
     return model.model_copy(update={"model_id": arn})
+
+
+def serving_name(name: str) -> str:
+    """A deployment / provisioned model name Bedrock accepts (letters, digits, hyphens; 63 at most)."""
+    cleaned = re.sub(r"[^0-9a-zA-Z]+", "-", name).strip("-")
+    return cleaned[:63] if len(cleaned) <= 63 else f"{cleaned[:50]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 def undeploy(provider: BedrockProvider, serving_arn: str) -> None:

@@ -217,15 +217,21 @@ class BedrockStore:
     # -- inference -------------------------------------------------------------------------------
 
     def imitation(self, model_id: str) -> BaseImitation | TunedImitation:
-        """The stand-in for a model id: a custom model of a completed job, else any foundation model."""
+        """The stand-in for a model id: a served custom model of a completed job, else any foundation model.
+        Like Bedrock, a custom model is not invoked by its own ARN: only through what serves it."""
+        served = False
         for kind in (":custom-model-deployment/", ":provisioned-model/"):
             if kind in model_id:
                 serving, ready = self.serving(model_id, kind.strip(":/"))
                 if not ready:
                     raise BedrockError(400, "ValidationException", f"{model_id} is not ready to serve yet.")
-                model_id = serving["model_arn"]
+                model_id, served = serving["model_arn"], True
         if ":custom-model/" not in model_id:
             return BaseImitation()
+        if not served:
+            raise BedrockError(400, "ValidationException", f"Invocation of model ID {model_id} with on-demand "
+                               "throughput isn't supported. Serve it through a custom model deployment or "
+                               "provisioned throughput and use that ARN.")
         with self.state.lock:
             if model_id not in self._imitations:
                 job = self.custom_model(model_id)

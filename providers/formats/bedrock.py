@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.errors import ConfigError
 from providers.formats.chat import (
     Example,
     FormatProblem,
@@ -84,3 +85,20 @@ PROMPT_COMPLETION = TrainingFormat(name="bedrock-prompt-completion", check=check
 def format_for(model: str) -> TrainingFormat:
     """Converse for Nova (and by default); prompt/completion for Llama and other text-to-text models."""
     return PROMPT_COMPLETION if model.startswith("meta.") or ".meta." in model else CONVERSE
+
+
+def converse_messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """OpenAI-shape chat as Converse's (system texts, messages with text blocks)."""
+    system, turns = [], []
+    for message in messages:
+        role, content = message.get("role"), message.get("content")
+        text = content if isinstance(content, str) else "".join(
+            part.get("text", "") for part in content or [] if isinstance(part, dict))
+        if role == "system":
+            system.append(text)
+        elif role in ("user", "assistant"):
+            turns.append({"role": role, "content": [{"text": text}]})
+        else:
+            raise ConfigError(f"messages: role {role!r} is not sent to Bedrock converse by this adapter; "
+                              "allowed values: system, user, assistant")
+    return system, turns

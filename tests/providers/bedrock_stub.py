@@ -4,7 +4,7 @@ Each client gets a Stubber; a `provide-client-params` hook, which botocore runs 
 computes the answer of every call from the script's state and queues it, so the Stubber checks the request
 against the operation's input shape and the answer against its output shape, and nothing is sent. A job
 moves one status further at each get (training NotStarted, InProgress, then Completed); a stop answers
-Stopping, then Stopped; `throttle_next` makes the next get a ThrottlingException; `requests` keeps every
+Stopping, then Stopped; a tuned model answers only through a custom-model deployment, as on Bedrock; `throttle_next` makes the next get a ThrottlingException; `requests` keeps every
 create request for inspection.
 """
 
@@ -39,6 +39,7 @@ class BedrockStub:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.throttle_next = False
+        self.deployments: dict[str, dict[str, Any]] = {}
 
     def provider(self, options: BedrockOptions) -> BedrockProvider:
         session = boto3.Session(region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
@@ -121,11 +122,34 @@ class BedrockStub:
                 return job
         raise _Refusal("ResourceNotFoundException", 404, f"Could not find model customization job {identifier}.")
 
+    # -- serving: on-demand custom-model deployments (Creating at the first get, then Active) ---------
+
+    def create_custom_model_deployment(self, modelDeploymentName: str, modelArn: str, **_: Any) -> dict[str, Any]:
+        arn = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:custom-model-deployment/{len(self.deployments):012d}"
+        for existing in self.deployments.values():
+            if existing["name"] == modelDeploymentName:
+                return {"customModelDeploymentArn": existing["arn"]}
+        self.deployments[arn] = {"arn": arn, "name": modelDeploymentName, "model": modelArn, "gets": 0}
+        return {"customModelDeploymentArn": arn}
+
+    def get_custom_model_deployment(self, customModelDeploymentIdentifier: str) -> dict[str, Any]:
+        deployment = self.deployments.get(customModelDeploymentIdentifier)
+        if deployment is None:
+            raise _Refusal("ResourceNotFoundException", 404, f"Could not find {customModelDeploymentIdentifier}.")
+        deployment["gets"] += 1
+        return {"customModelDeploymentArn": deployment["arn"], "modelDeploymentName": deployment["name"],
+                "modelArn": deployment["model"], "createdAt": datetime.now(UTC),
+                "status": "Active" if deployment["gets"] > 1 else "Creating"}
+
     # -- runtime ---------------------------------------------------------------------------------
 
     def converse(self, modelId: str, messages: list[dict[str, Any]], **request: Any) -> dict[str, Any]:
         chat = [{"role": m["role"], "content": "".join(b["text"] for b in m["content"])} for m in messages]
-        jobs = [job for job in self.jobs.values() if _model_arn(job) == modelId]
+        if ":custom-model/" in modelId:
+            raise _Refusal("ValidationException", 400, f"Invocation of model ID {modelId} with on-demand throughput "
+                                                       "isn't supported.")
+        served = self.deployments.get(modelId, {}).get("model", modelId)
+        jobs = [job for job in self.jobs.values() if _model_arn(job) == served]
         if jobs:
             content = self.objects[jobs[0]["request"]["trainingDataConfig"]["s3Uri"]].decode()
             text = TunedImitation.from_jsonl(_chat_lines(content)).reply(chat)

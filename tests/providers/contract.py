@@ -21,6 +21,7 @@ from providers.base import (
     ModelRef,
     PreparedDataset,
     Provider,
+    ServesModels,
     TrainingSpec,
 )
 from providers.errors import ConfigError, ProviderError, TransientProviderError
@@ -104,6 +105,8 @@ class ProviderContract:
                                                                  dataset: PreparedDataset) -> None:
         job = provider.create_job(self.spec, provider.upload(dataset), idempotency_key="contract-infer")
         tuned = finish(provider, job).model
+        if isinstance(provider, ServesModels):
+            tuned = provider.serve(tuned, name="contract-infer")
         first = dataset.train_path.read_text(encoding="utf-8").splitlines()[0]
         *prompt, answer = json.loads(first)["messages"]
         decoding = Decoding(max_tokens=256)

@@ -206,13 +206,29 @@ def test_check_spec_names_the_knob_and_the_allowed_values(spec: dict, options: d
 
 
 def test_check_spec_warns_about_what_bedrock_ignores_or_cannot_price() -> None:
-    provider = BedrockProvider(*_clients(), _options(region="us-west-2"))
+    provider = BedrockProvider(*_clients(), _options(region="us-west-2", serving={"arn:x": "arn:y"}))
     warnings = provider.check_spec(TrainingSpec(base_model=LLAMA, epochs=3, seed=7))
     assert any("no seed" in w for w in warnings) and any("no price" in w for w in warnings)
     assert provider.check_spec(TrainingSpec(base_model=LLAMA)) == [(f"the catalog has no price for {LLAMA}; the cost "
                                                                    "estimate leaves it out")]
     nova2 = provider.check_spec(TrainingSpec(base_model="amazon.nova-2-lite-v1:0:256k"))
     assert any("takes no validation set" in w for w in nova2) and any("us-east-1" in w for w in nova2)
+
+
+def test_check_spec_settles_how_the_tuned_model_will_be_served_before_anything_is_paid() -> None:
+    def check(base: str, **options: Any) -> list[str]:
+        return BedrockProvider(*_clients(), _options(region="us-west-2", **options)).check_spec(
+            TrainingSpec(base_model=base))
+
+    assert not any("provisioned" in w for w in check(NOVA))  # Nova: an on-demand deployment, per token
+    with pytest.raises(ConfigError, match="serve_with: Bedrock serves llama custom models only through provisioned"):
+        check(LLAMA)
+    with pytest.raises(ConfigError, match="on-demand deployment is not offered for llama.*provisioned_throughput"):
+        check(LLAMA, serve_with="deployment")
+    with pytest.raises(ConfigError, match="model_units"):
+        check(LLAMA, serve_with="provisioned_throughput")
+    warnings = check(LLAMA, serve_with="provisioned_throughput", model_units=1)
+    assert any("billed per hour" in w and "deletes it" in w for w in warnings)
 
 
 def test_create_sends_string_hyperparameters_and_the_key_as_client_token(stubbed) -> None:

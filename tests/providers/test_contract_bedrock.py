@@ -20,7 +20,8 @@ from tests.providers.contract import ProviderContract, finish
 
 NOVA = "amazon.nova-lite-v1:0:300k"
 SPEC = TrainingSpec(base_model=NOVA, epochs=1, seed=1, suffix="contract")
-OPTIONS = {"bucket": "loraflow-ft", "role_arn": "arn:aws:iam::123456789012:role/BedrockFT", "max_attempts": 1}
+OPTIONS = {"bucket": "loraflow-ft", "role_arn": "arn:aws:iam::123456789012:role/BedrockFT", "max_attempts": 1,
+           "serve_poll_s": 0.02}
 
 
 @pytest.fixture(scope="module")

@@ -127,11 +127,13 @@ def test_jobs_and_objects_survive_a_restart(server: EmulatorServer, tmp_path: Pa
         assert clients["s3"].get_object(Bucket="b1", Key="train.jsonl")["Body"].read() == LINE
 
 
-def test_converse_answers_a_base_model_and_refuses_an_unknown_custom_model(server: EmulatorServer) -> None:
-    runtime = _clients(server)["bedrock-runtime"]
-    answer = runtime.converse(modelId=NOVA, messages=[{"role": "user", "content": [{"text": "Hi"}]}],
-                              inferenceConfig={"maxTokens": 3})
+def test_converse_answers_a_base_model_and_no_custom_model_by_its_own_arn(server: EmulatorServer) -> None:
+    clients = _clients(server)
+    runtime, hello = clients["bedrock-runtime"], [{"role": "user", "content": [{"text": "Hi"}]}]
+    answer = runtime.converse(modelId=NOVA, messages=hello, inferenceConfig={"maxTokens": 3})
     assert answer["stopReason"] in ("end_turn", "max_tokens") and answer["usage"]["outputTokens"] <= 3
-    with pytest.raises(ClientError, match="ResourceNotFoundException"):
-        runtime.converse(modelId="arn:aws:bedrock:us-east-1:123456789012:custom-model/x/abc",
-                         messages=[{"role": "user", "content": [{"text": "Hi"}]}])
+    _create(clients["bedrock"], "job-c")
+    time.sleep(0.5)
+    custom = clients["bedrock"].get_model_customization_job(jobIdentifier="job-c")["outputModelArn"]
+    with pytest.raises(ClientError, match="ValidationException.*on-demand throughput isn't supported"):
+        runtime.converse(modelId=custom, messages=hello)

@@ -29,7 +29,7 @@ from typing import Any
 import openai
 import together
 
-from providers.base import Decoding, JobStatus, PreparedDataset, Provider, TrainingSpec
+from providers.base import Decoding, JobStatus, PreparedDataset, Provider, ServesModels, TrainingSpec
 from providers.bedrock import BedrockProvider
 from providers.emulator import EmulatorServer, FaultRule, Timeline
 from providers.errors import LoraflowError, TransientProviderError
@@ -99,7 +99,7 @@ def build_provider(name: str, server: EmulatorServer) -> Provider:
     base_url = server.base_url_for(name)
     if name == "bedrock":  # botocore's standard retries (3 attempts) back off briefly on their own
         options = {"bucket": "loraflow-faults", "role_arn": "arn:aws:iam::123456789012:role/BedrockFT",
-                   "max_attempts": 3, "timeout_s": CLIENT_TIMEOUT_S}
+                   "max_attempts": 3, "timeout_s": CLIENT_TIMEOUT_S, "serve_poll_s": 0.02}
         return BedrockProvider.from_options(options, base_url=base_url, api_key="k")
     if name == "vertex":  # google-genai retries only as configured: three attempts, briefly
         options = {"project": "loraflow-faults", "gcs_bucket": "loraflow-faults", "retry_attempts": 3,
@@ -214,7 +214,8 @@ def _infer(provider: Provider, status: JobStatus, data: PreparedDataset, target:
     *prompt, _ = json.loads(data.train_path.read_text(encoding="utf-8").splitlines()[-1])["messages"]
     caller = ModelCaller(provider, target, sleep=lambda seconds: time.sleep(min(seconds, 0.05)))
     item = EvalItem(key="last", messages=prompt)
-    return answer(provider, status.model, item, Decoding(max_tokens=64), "candidate", caller=caller)
+    model = provider.serve(status.model, name="faults") if isinstance(provider, ServesModels) else status.model
+    return answer(provider, model, item, Decoding(max_tokens=64), "candidate", caller=caller)
 
 
 def run_matrix() -> list[Outcome]:
