@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 RUNTIME := $(VENV)/.runtime-stamp
 DEV := $(VENV)/.dev-stamp
+LOCAL := $(VENV)/.local-stamp
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo demo-emulator test lint clean
 
 setup: $(DEV)
 
@@ -20,7 +21,16 @@ $(DEV): $(RUNTIME)
 	$(PIP) -e '.[openai,dev]'
 	touch $(DEV)
 
-demo: $(RUNTIME)
+$(LOCAL): $(RUNTIME)
+	$(PIP) -e '.[openai,local]'
+	touch $(LOCAL)
+
+# trains a tiny model for real on the CPU (provider: local); no keys, no GPU, no download
+demo: $(LOCAL)
+	$(BIN)/loraflow run examples/quickstart-local/pipeline.yaml
+
+# the same task through the OpenAI adapter and the loopback emulator
+demo-emulator: $(RUNTIME)
 	$(BIN)/loraflow run examples/quickstart/pipeline.yaml
 
 test: $(DEV)

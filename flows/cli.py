@@ -19,6 +19,12 @@ from rich.console import Console
 from flows.commands import data as data_commands
 from flows.commands import eval as eval_commands
 from flows.commands import judge as judge_commands
+from flows.commands import lifecycle
+from flows.commands import models as models_commands
+from flows.commands.compare import compare
+from flows.commands.doctor import doctor
+from flows.commands.gateway import gateway
+from flows.commands.serve_model import serve_model
 from providers.errors import ConfigError, LoraflowError
 
 # Set before Prefect is imported (lazily, in `run`): no phone-home, and our logger reaches the Prefect UI.
@@ -35,6 +41,15 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(eval_commands.app, name="eval", help="Evaluate a model against a baseline on the pipeline's suites "
                                                     "and apply the gate, without training.")
 app.add_typer(judge_commands.app, name="judge")
+app.command()(doctor)
+app.command()(compare)
+app.add_typer(models_commands.app, name="models")
+app.command()(models_commands.promote)
+app.command()(models_commands.rollback)
+app.command()(gateway)
+app.command("serve-model")(serve_model)
+app.command()(lifecycle.retrain)
+app.command()(lifecycle.monitor)
 console = Console()
 errors = Console(stderr=True)
 

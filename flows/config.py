@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from providers import PROVIDERS, provider_class
 from providers.base import TrainingSpec
@@ -19,7 +19,10 @@ from providers.errors import ConfigError
 from tasks.costs import BudgetConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
+from tasks.monitor import MonitorConfig
 from tasks.polling import PollConfig
+from tasks.recipes import apply_recipe, recipes
+from tasks.retrain import RetrainConfig
 from tasks.secrets import SECRET_HELP
 
 
@@ -50,6 +53,8 @@ class ProviderConfig(_Section):
 
 class Pipeline(_Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="names the run directory")
+    recipe: str | None = Field(default=None, description=f"a preset of proven defaults laid under this file "
+                                                         f"(tasks/recipes.yaml): {', '.join(recipes())}")
     provider: ProviderConfig
     data: DataConfig
     training: TrainingSpec
@@ -57,9 +62,26 @@ class Pipeline(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig, description="the quarterly retrain")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the daily monitor")
     run_root: Path = Field(default=Path("runs"), description="where run directories go, relative to the "
                                                              "working directory")
     registry_url: str | None = Field(default=None, description="SQLAlchemy URL; default $LORAFLOW_HOME/registry.db")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, raw: Any) -> Any:
+        """The recipe's preset laid under the given keys, wherever a Pipeline is built (file, UI form, API)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("recipe"), str) or raw["recipe"] not in recipes():
+            return raw  # no recipe, or one `_known_recipe` reports under its key
+        return apply_recipe(raw).raw
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, name: str | None) -> str | None:
+        if name is not None and name not in recipes():
+            raise ValueError(f"unknown recipe {name!r}; allowed values: {', '.join(recipes())}")
+        return name
 
 
 def load_pipeline(path: Path) -> Pipeline:

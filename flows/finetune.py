@@ -15,10 +15,14 @@ from tasks.connection import open_provider
 from tasks.costs import budget_gate, record_actual_cost, spend_ceiling
 from tasks.data.prepare import prepare_dataset
 from tasks.data.target import DataTarget
+from tasks.distillation import compare_with_teacher
 from tasks.evaluation.evaluate import evaluate_models
 from tasks.gate import Decision, decide_promotion
+from tasks.health import check_training_health
+from tasks.promotion import register_candidate
 from tasks.registry import Registry
 from tasks.rundir import RunDir
+from tasks.serving import release_serving, serve_model
 from tasks.training import check_spec, submission_key, submit_job, upload_dataset
 from tasks.wait import wait_for_job
 
@@ -34,6 +38,7 @@ class RunSummary:
 def finetune(pipeline: Pipeline) -> RunSummary:
     config_sha = hashlib.sha256(pipeline.model_dump_json().encode()).hexdigest()
     run = RunDir.create(pipeline.run_root, pipeline.name, config_sha)
+    run.record("config", pipeline.model_dump(mode="json"))
     registry = Registry.open(pipeline.registry_url)
     cfg, spec = pipeline.provider, pipeline.training
     with open_provider(cfg.name, cfg.options, cfg.endpoint, cfg.api_key_secret) as provider:
@@ -47,11 +52,17 @@ def finetune(pipeline: Pipeline) -> RunSummary:
                                 "job": job.model_dump(mode="json")})
         done = wait_for_job(provider, job, pipeline.poll, registry, spend=spend_ceiling(estimate, pipeline.budget))
         record_actual_cost(run, estimate, done)
+        health = check_training_health(provider, done, spec, data, run)
         run.record("model", done.model.model_dump(mode="json"))
         base = ModelRef(provider=cfg.name, model_id=spec.base_model, base_model=spec.base_model)
-        evaluation = evaluate_models(provider, base, done.model, pipeline.eval, run, target=cfg.target,
+        served = serve_model(provider, done.model, run, key)
+        evaluation = evaluate_models(provider, base, served, pipeline.eval, run, target=cfg.target,
                                      heldout=data.eval_path, registry=registry)
-    decision = decide_promotion(evaluation, pipeline.gate, run, registry)
+        taught = compare_with_teacher(provider, served, pipeline.eval, pipeline.gate, run, target=cfg.target,
+                                      heldout=data.eval_path, registry=registry)
+        decision = decide_promotion(evaluation, pipeline.gate, run, registry, notes=health.warnings + taught)
+        release_serving(provider, done.model, served, decision, run)
+    register_candidate(pipeline.name, decision, base, served, data.sha256, run, registry, base_url=cfg.endpoint)
     create_link_artifact(run.root.as_uri(), link_text=str(run.root), key="run-directory",
                          description="the run directory: data, outputs, report, decision, manifest")
     return RunSummary(run_dir=run.root, model_id=done.model.model_id, decision=decision)

@@ -58,6 +58,7 @@ class _Entry:
 PROVIDERS: Mapping[str, _Entry] = {
     "bedrock": _Entry("providers.bedrock:BedrockProvider", "pip install 'loraflow[bedrock]'"),
     "fake": _Entry("providers.fake:FakeProvider", ""),
+    "local": _Entry("providers.local:LocalProvider", "pip install 'loraflow[local]'"),
     "openai": _Entry("providers.openai:OpenAIProvider", "pip install 'loraflow[openai]'"),
     "together": _Entry("providers.together:TogetherProvider", "pip install 'loraflow[together]'"),
     "vertex": _Entry("providers.vertex:VertexProvider", "pip install 'loraflow[vertex]'"),

@@ -123,6 +123,11 @@ class Decoding(_Value):
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int | None = 0
     stop: list[str] | None = None
+    # left out of dumps when unset, so answer-cache keys made before it existed stay valid
+    json_schema: dict[str, Any] | None = Field(
+        default=None, exclude_if=lambda schema: schema is None,
+        description="constrain answers to this JSON Schema where the serving side supports it (OpenAI structured "
+                    "outputs, vLLM guided decoding); a provider without it answers unconstrained")
 
 
 class Completion(_Value):
@@ -190,6 +195,21 @@ class Provider(ChatModel, Protocol):
 
     def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
         """One chat completion from a base or tuned model."""
+        ...
+
+
+@runtime_checkable
+class ServesModels(Protocol):
+    """A provider whose tuned models answer only once something serves them (Bedrock: a custom-model
+    deployment or provisioned throughput). Providers that serve a tuned model by its id do not have this."""
+
+    def serve(self, model: ModelRef, *, name: str) -> ModelRef:
+        """The ModelRef to infer with; made (or found) under `name`, so a re-run does not make a second one.
+        It may bill until `unserve`: the adapter's check_spec warns about that before anything is uploaded."""
+        ...
+
+    def unserve(self, served: ModelRef) -> None:
+        """Delete what `serve` made (a no-op when it is gone or was made by someone else)."""
         ...
 
 

@@ -9,6 +9,7 @@ imitation models: base models answer generically, a tuned model answers from its
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,6 +43,9 @@ class FakeOptions(BaseModel):
     end_failed: str | None = Field(default=None, description="the job ends FAILED with this message")
     stall: bool = Field(default=False, description="the job stays RUNNING at its first step forever")
     max_epochs: int = Field(default=50, ge=1, description="check_spec refuses more epochs than this")
+    skilled: dict[str, str] = Field(
+        default_factory=dict, description="model id -> chat JSONL file: that model (a newer base that already "
+                                          "knows the task, or one tuned elsewhere) answers like a fine-tune on it")
 
 
 class FakeProvider:
@@ -145,6 +149,11 @@ class FakeProvider:
                           prompt_tokens=sum(count_tokens(str(m.get("content", ""))) for m in messages))
 
     def _imitation(self, model: ModelRef) -> BaseImitation | TunedImitation:
+        if model.model_id in self.options.skilled and model.model_id not in self._tuned:
+            path = Path(self.options.skilled[model.model_id])
+            self._tuned[model.model_id] = TunedImitation.from_jsonl(path.read_text(encoding="utf-8").splitlines())
+        if model.model_id in self._tuned:
+            return self._tuned[model.model_id]
         if not model.is_tuned:
             return BaseImitation()
         if model.model_id not in self._tuned:

@@ -273,7 +273,7 @@ class OpenAIProvider:
     # -- inference -------------------------------------------------------------------------------
 
     def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
-        optional = {"seed": params.seed, "stop": params.stop}
+        optional = {"seed": params.seed, "stop": params.stop, "response_format": _response_format(params)}
         started = time.perf_counter()
         with _translated():
             response = self.client.chat.completions.create(
@@ -282,6 +282,13 @@ class OpenAIProvider:
                 **{k: v for k, v in optional.items() if v is not None},
             )
             return completion(response, started)
+
+
+def _response_format(params: Decoding) -> dict[str, Any] | None:
+    """Structured outputs: the answer must validate against the schema (strict mode)."""
+    if params.json_schema is None:
+        return None
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True}}
 
 
 def _numbers(data: dict[str, Any]) -> dict[str, float]:

@@ -39,6 +39,9 @@ class RuleCheck(BaseModel):
     why: str
 
 
+ACCEPTED = ("accept", "accept_weak")
+
+
 class Decision(BaseModel):
     """What the gate decided and why. `primary` names the deciding metric as suite/grader."""
 
@@ -55,6 +58,11 @@ class Decision(BaseModel):
     checks: list[RuleCheck]
     notes: list[str]
     telling: list[Telling]
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the candidate may go on (to serving for good, the registry, the canary)."""
+        return self.outcome in ACCEPTED
 
 
 class _Facts:
@@ -266,9 +274,12 @@ def record_decision(decision: Decision, evaluation: Evaluation, run: RunDir, sto
 
 
 @task(name="decide", **LOCAL_WORK)
-def decide_promotion(evaluation: Evaluation, gate: GateConfig, run: RunDir, registry: Registry | None = None
-                     ) -> Decision:
+def decide_promotion(evaluation: Evaluation, gate: GateConfig, run: RunDir, registry: Registry | None = None,
+                     notes: list[str] | None = None) -> Decision:
+    """`notes` (training health, the comparison with a teacher) join the decision's own: shown, never deciding."""
     decision = decide(evaluation, gate)
+    if notes:
+        decision = decision.model_copy(update={"notes": [*decision.notes, *notes]})
     report = record_decision(decision, evaluation, run, EvalStore(registry.engine) if registry is not None else None)
     create_markdown_artifact(markdown=report, key="eval-report",
                              description=f"{decision.outcome.upper()} ({decision.rules_version})")

@@ -16,9 +16,11 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from flows.commands.generate import generate
 from providers.errors import ConfigError, DataError, LoraflowError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Check and prepare chat datasets.")
+app.command()(generate)
 errors = Console(stderr=True)
 
 

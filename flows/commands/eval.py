@@ -25,7 +25,6 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"allow_interspersed_args": True})
 console = Console()
 errors = Console(stderr=True)
-ACCEPTED = ("accept", "accept_weak")
 
 
 def fail(exc: LoraflowError) -> typer.Exit:
@@ -58,7 +57,7 @@ def evaluate(
 
         console.print(decision_panel(decision, candidate, str(run_dir)))
         console.print(f"report: {run_dir / 'eval' / 'report.md'}")
-    if fail_unless_accepted and decision.outcome not in ACCEPTED:
+    if fail_unless_accepted and not decision.accepted:
         raise typer.Exit(3)
 
 

@@ -152,6 +152,9 @@ class EvalConfig(_Section):
                                               "evaluated provider's chat calls")
     decoding: Decoding = Field(default_factory=Decoding)
     judge: JudgeConfig | None = None
+    teacher: str | None = Field(default=None, min_length=1, description="a larger model on the same provider: the "
+                                "candidate is also compared against it on the target suites, as information "
+                                "beside the decision (the distillation recipe)")
 
     @field_validator("graders")
     @classmethod

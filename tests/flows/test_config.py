@@ -41,7 +41,7 @@ def test_the_quickstart_pipeline_loads_with_paths_resolved() -> None:
 @pytest.mark.parametrize(("config", "message"), [
     (with_("training", epochs=0), "training.epochs: input should be greater than or equal to 1"),
     (with_("training", lora_rank=8), "training.lora_rank: unknown key"),
-    (with_("provider", name="sagemaker"), "provider.name: unknown provider 'sagemaker'; allowed values: bedrock, fake, openai, together, vertex"),
+    (with_("provider", name="sagemaker"), "provider.name: unknown provider 'sagemaker'; allowed values: bedrock, fake, local, openai, together, vertex"),
     (with_("data", eval_fraction=1.5), "data.eval_fraction: input should be less than 1"),
     ({k: v for k, v in BASE.items() if k != "training"}, "training: required key is missing"),
     (with_("provider", options={"stall": "maybe"}), "provider.options.stall: input should be a valid boolean"),

@@ -81,7 +81,23 @@ def run_and_wait(env: dict[str, str], deployment: str, parameters: dict, timeout
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-EXPECTED_ARTIFACTS = ["data-report", "eval-comparison", "eval-report", "finetune-progress", "run-directory"]
+def registered(env: dict[str, str]) -> dict[str, list]:
+    """name -> [entrypoint, crons] of every deployment the API holds."""
+    script = (
+        "import json\n"
+        "from prefect.client.orchestration import get_client\n"
+        "with get_client(sync_client=True) as client:\n"
+        "    print(json.dumps({d.name: [d.entrypoint, [s.schedule.cron for s in d.schedules]]\n"
+        "                      for d in client.read_deployments()}))\n")
+    import json
+
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+EXPECTED_ARTIFACTS = ["data-report", "eval-comparison", "eval-report", "finetune-progress", "run-directory",
+                      "training-health"]
 
 
 def test_the_deployed_pipeline_is_the_quickstart_pipeline() -> None:
@@ -96,7 +112,9 @@ def test_deploy_then_a_worker_runs_a_triggered_flow(server: dict[str, str], tmp_
     deployed = subprocess.run([sys.executable, "-m", "flows.cli", "deploy"], env=server, capture_output=True,
                               text=True, timeout=120, check=False)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    assert "registered finetune, quarterly-retrain" in deployed.stdout
+    assert "registered finetune, quarterly-retrain, daily-monitor" in deployed.stdout
+    assert registered(server) == {spec.name: [spec.entrypoint, [s.cron for s in spec.schedules]]
+                                  for spec in read_specs()}
     worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "loraflow-process",
                                "--limit", "1"], env=own_home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -39,7 +39,8 @@ def test_fake_provider_run_accepts_and_writes_the_lineage(tmp_path: Path, lorafl
     assert summary.decision.outcome == "accept"
     run = summary.run_dir
     manifest = json.loads((run / "manifest.json").read_text())
-    assert set(manifest) == {"run", "data", "cost", "training", "model", "evaluation", "decision"}
+    assert set(manifest) == {"run", "config", "data", "cost", "training", "health", "model", "evaluation",
+                             "decision", "registered"}
     assert manifest["training"]["job"]["job_id"] == manifest["model"]["job_id"]
     outputs = (run / "eval" / "outputs.jsonl").read_text().splitlines()
     assert len(outputs) == 2 * sum(suite["items"] for suite in manifest["evaluation"]["suites"].values())
@@ -108,3 +109,6 @@ def test_the_quickstart_runs_on_the_cloud_providers_through_the_emulator(name: s
     assert summary.decision.outcome == "accept", summary.decision.reason
     manifest = json.loads((summary.run_dir / "manifest.json").read_text())
     assert manifest["training"]["provider"] == name and manifest["model"]["model_id"] == summary.model_id
+    if name == "bedrock":  # a custom model answers only once served: an on-demand deployment, kept when accepted
+        assert manifest["serving"]["state"] == "kept"
+        assert ":custom-model-deployment/" in manifest["serving"]["served_as"]

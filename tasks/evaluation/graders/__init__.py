@@ -6,6 +6,7 @@
     jsonish.py      json_parse, json_schema, field_accuracy
     judge.py        llm_judge (pointwise rubric), llm_pairwise (both orders), the Judge protocol
     refusal.py      refusal (keyword heuristic, or a label judge)
+    syntax.py       syntax_check (a user-supplied parser: a command or a Python callable)
     operational.py  latency, cost
     catalogue.py    the names a pipeline file may use, their parameters, build_grader
 """

@@ -19,6 +19,7 @@ from tasks.evaluation.graders.judge import Judge, PairwiseJudge, RubricJudge
 from tasks.evaluation.graders.operational import Cost, Latency
 from tasks.evaluation.graders.refusal import Refusal
 from tasks.evaluation.graders.structure import BulletRule
+from tasks.evaluation.graders.syntax import SyntaxCheck, load_callable
 from tasks.evaluation.graders.text import ExactMatch, Length, Match, Regex, RegexCheck
 
 FORMAT_GRADERS = frozenset({"json_parse", "json_schema"})
@@ -139,6 +140,23 @@ class _Cost(_Params):
     max_usd: float | None = Field(default=None, gt=0)
 
 
+class _SyntaxCheck(_Params):
+    command: list[str] | None = Field(default=None, min_length=1, description="run with the answer on stdin; "
+                                                                              "exit status 0 passes")
+    function: str | None = Field(default=None, description="module:function taking the answer text; truthy "
+                                                            "passes, an exception fails")
+    timeout_s: float = Field(default=10.0, gt=0)
+    fenced: bool = False
+
+    @model_validator(mode="after")
+    def _one_parser(self) -> _SyntaxCheck:
+        if (self.command is None) == (self.function is None):
+            raise ValueError("set exactly one of command, function")
+        if self.function is not None:
+            load_callable(self.function)
+        return self
+
+
 @dataclass(frozen=True)
 class _Entry:
     params: type[_Params]
@@ -167,6 +185,8 @@ _CATALOGUE: dict[str, _Entry] = {
                                                                           else {})), lambda p: True),
     "refusal": _Entry(_Refusal, lambda p, j: Refusal(p.expect, j if p.use_judge else None), lambda p: p.use_judge),
     "latency": _Entry(_Latency, lambda p, j: Latency(p.max_ms)),
+    "syntax_check": _Entry(_SyntaxCheck, lambda p, j: SyntaxCheck(tuple(p.command) if p.command else None,
+                                                                  p.function, p.timeout_s, p.fenced)),
     "cost": _Entry(_Cost, lambda p, j: Cost(p.input_usd_per_1m, p.output_usd_per_1m, p.max_usd)),
 }
 

@@ -49,7 +49,7 @@ def test_defaults_are_the_heldout_target_and_the_general_regression_suite() -> N
     ({"suites": [{"name": "t", "graders": [{"name": "bullets", "params": {"count": "5"}}]}]},
      "eval.suites.0.graders.0: grader 'bullets': params.count: input should be a valid integer"),
     ({"judge": {"provider": "oracle", "model": "m"}},
-     "eval.judge.provider: unknown chat model provider 'oracle'; allowed values: anthropic, bedrock, fake, openai, together, vertex"),
+     "eval.judge.provider: unknown chat model provider 'oracle'; allowed values: anthropic, bedrock, fake, local, openai, together, vertex"),
     ({"suites": [{"name": "t", "role": "boss", "graders": [{"name": "match"}]}]},
      "eval.suites.0.role: got 'boss'; allowed values: 'target', 'regression' or 'safety'"),
     ({"samples": 0}, "eval.samples: input should be greater than or equal to 1"),

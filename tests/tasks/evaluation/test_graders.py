@@ -295,7 +295,7 @@ def test_model_errors() -> None:
 def test_grader_names_are_the_buildable_ones() -> None:
     assert set(GRADER_NAMES) == {"exact_match", "match", "bullets", "five_verb_bullets", "length", "regex",
                                  "json_parse", "json_schema", "field_accuracy", "llm_judge", "llm_pairwise",
-                                 "refusal", "latency", "cost"}
+                                 "refusal", "latency", "cost", "syntax_check"}
 
 
 @pytest.mark.parametrize(
