@@ -153,7 +153,7 @@ def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765
              latency_s: Annotated[float, typer.Option(help="seconds each chat completion takes")] = 0.0,
              requests_per_minute: Annotated[int | None, typer.Option(
                  help="answer 429 with Retry-After beyond this many chat completions a minute")] = None) -> None:
-    """Serve the OpenAI and Together fine-tuning APIs on loopback for offline rehearsals."""
+    """Serve the OpenAI, Together, Vertex and Bedrock fine-tuning APIs on loopback for offline rehearsals."""
     from providers.emulator import serve_forever
 
     serve_forever(port=port, state_dir=state_dir, api_key=api_key, speed=speed, latency_s=latency_s,
