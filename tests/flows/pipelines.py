@@ -5,9 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from uuid import UUID
 
 import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 
 from tests.conftest import QUICKSTART
 
@@ -38,3 +49,17 @@ def write_pipeline(tmp_path: Path, **changes: object) -> Path:
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def paused_run_id(timeout_s: float = 60, flow_name: str | None = None) -> UUID:
+    """The id of a flow run waiting in PAUSED (of `flow_name`'s flow when given), polling the current API."""
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_run_filter=paused, flow_filter=FlowFilter(
+                name=FlowFilterName(any_=[flow_name])) if flow_name else None)
+            if runs:
+                return runs[0].id
+            time.sleep(0.2)
+    raise AssertionError("no flow run paused for approval")

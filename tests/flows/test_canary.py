@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from prefect.flow_runs import resume_flow_run
 
 from flows.canary import canary
 from tasks.canary import Breakers, CanaryPolicy
 from tasks.models import ModelRegistry
 from tasks.registry import Registry
 from tasks.traffic import TrafficStore
+from tests.flows.pipelines import paused_run_id
 
 
 def _setup(tmp_path: Path, weight: float) -> tuple[str, ModelRegistry, int]:
@@ -56,3 +59,20 @@ def test_canary_rolls_back_on_a_breaker_and_promotes_a_clear_win(prefect_api, tm
     assert canary("bot", policy, url, look_every_s=0, experiment_id=experiment) == "shipped"
     assert models.aliases("bot") == {"champion": (2, 1.0), "challenger": (2, 0.0)}
     assert models.history("bot")[-2].changed_by == "canary"
+
+
+def test_a_win_waits_for_approval_and_a_declined_promotion_stops_the_canary(prefect_api, tmp_path: Path):
+    url, models, experiment = _setup(tmp_path / "approval", 0.5)
+    _traffic(url, experiment, {"treatment": 200, "control": 200}, {"treatment": 0.0, "control": 0.0},
+             {"treatment": 4.0, "control": 3.0})
+    policy = CanaryPolicy(ramp=[0.5], min_duration_s=0, min_n=30, tau=0.5, approval=True)
+    outcome: dict[str, str] = {}
+    runner = threading.Thread(target=lambda: outcome.update(status=canary("bot", policy, url, look_every_s=0,
+                                                                          experiment_id=experiment)))
+    runner.start()
+    resume_flow_run(paused_run_id(flow_name="canary"), run_input={"approve": False, "reviewer": "ana",
+                                                                  "note": "wait for the launch"})
+    runner.join(timeout=120)
+    assert outcome["status"] == "inconclusive"
+    assert models.aliases("bot") == {"champion": (1, 1.0), "challenger": (2, 0.0)}
+    assert "declined by ana: wait for the launch" in models.history("bot")[-1].reason

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 import yaml
 from prefect.artifacts import Artifact
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
 from flows.config import load_pipeline
 from flows.finetune import finetune
 from providers.errors import JobFailed
 from tests.conftest import QUICKSTART
+from tests.flows.pipelines import paused_run_id
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -61,18 +57,6 @@ def test_a_failed_job_fails_the_flow_with_the_provider_message(tmp_path: Path, l
     provider = {"name": "fake", "options": {"end_failed": "training file line 7 is not chat"}}
     with pytest.raises(JobFailed, match="line 7 is not chat"):
         finetune(load_pipeline(pipeline_file(tmp_path, provider=provider)))
-
-
-def paused_run_id(timeout_s: float = 60) -> UUID:
-    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
-    deadline = time.monotonic() + timeout_s
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs(flow_run_filter=paused)
-            if runs:
-                return runs[0].id
-            time.sleep(0.2)
-    raise AssertionError("no flow run paused for approval")
 
 
 def test_a_cost_above_the_threshold_waits_for_approval(tmp_path: Path, loraflow_home: Path) -> None:
