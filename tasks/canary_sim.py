@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import special
 
 from tasks.ab import Moments, arm_for, bucket
 from tasks.canary import CanaryPolicy, Decision, Snapshot, Window, decide
@@ -74,9 +75,12 @@ class Outcome:
     weight: float  # the challenger's share when the decision was taken
 
 
-def _draw(batch: _Batch, arm: Arm, n: int, judged: int) -> Window:
+def _draw(batch: _Batch, arm: Arm, control: Arm, n: int, judged: int) -> Window:
     batch.normal("judge_score", judged, arm.score_mean, arm.score_sd)
     log_mean, log_sd = batch.normal("log_latency", n, arm.log_latency_mean, arm.log_latency_sd)
+    control_p95 = control.log_latency_mean + _Z95 * control.log_latency_sd
+    batch.bernoulli("over_control_p95", n, float(special.ndtr((arm.log_latency_mean - control_p95)
+                                                              / arm.log_latency_sd)))
     batch.normal("cost", n, arm.cost_mean, arm.cost_sd)
     errors = batch.bernoulli("error", n, arm.error)
     schema = batch.bernoulli("schema_failure", n, arm.schema_failure)
@@ -99,7 +103,7 @@ def simulate(policy: CanaryPolicy, control: Arm, treatment: Arm, *, rng: np.rand
         for arm, users in (("treatment", treated), ("control", users_per_look - treated)):
             units[arm] += users
             n = max(users * requests_per_user, 2)
-            recent[arm] = _draw(batches[arm], truth[arm], n, max(int(n * judged_share), 2))
+            recent[arm] = _draw(batches[arm], truth[arm], control, n, max(int(n * judged_share), 2))
         metrics: dict[str, dict[str, Moments]] = {}
         for arm, batch in batches.items():
             for name, sums in batch.sums.items():

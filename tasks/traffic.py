@@ -134,13 +134,17 @@ def snapshot(store: TrafficStore, experiment_id: int, primary: str, *, weight: f
     by_arm: dict[str, list[Exposure]] = {"treatment": [], "control": []}
     for exposure in done:
         by_arm.setdefault(exposure.arm, []).append(exposure)
-    metrics: dict[str, dict[str, Moments]] = {name: {} for name in
-                                              ("error", "log_latency", "cost", "schema_failure", "refusal", primary)}
+    metrics: dict[str, dict[str, Moments]] = {name: {} for name in (
+        "error", "log_latency", "over_control_p95", "cost", "schema_failure", "refusal", primary)}
     recent = {}
+    control_p95 = _p95([e.latency_ms for e in by_arm.get("control", []) if e.http_status < 400 and e.latency_ms])
     for arm, rows in by_arm.items():
         ok = [e for e in rows if e.http_status < 400]
         metrics["error"][arm] = Moments.of([float(e.http_status >= 500) for e in rows])
         metrics["log_latency"][arm] = Moments.of([math.log(max(e.latency_ms, 1e-3)) for e in ok if e.latency_ms])
+        # p95 latency as a proportion: the share of requests slower than the control's p95 (5 % in control)
+        metrics["over_control_p95"][arm] = Moments.of([float(e.latency_ms > control_p95) for e in ok
+                                                       if e.latency_ms and control_p95 is not None])
         metrics["cost"][arm] = Moments.of([e.cost_usd for e in ok if e.cost_usd is not None])
         metrics["schema_failure"][arm] = Moments.of([float(not e.schema_valid) for e in ok
                                                      if e.schema_valid is not None])
@@ -160,11 +164,15 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
+def _p95(values: list[float]) -> float | None:
+    return float(np.percentile(values, 95)) if values else None
+
+
 def _window(rows: list[Exposure]) -> Window:
     if not rows:
         return Window(0, 0.0, 0.0, 0.0)
     latencies = [e.latency_ms for e in rows if e.latency_ms is not None]
     schema = [not e.schema_valid for e in rows if e.schema_valid is not None]
     return Window(len(rows), sum(e.http_status >= 500 for e in rows) / len(rows),
-                  float(np.percentile(latencies, 95)) if latencies else 0.0,
+                  _p95(latencies) or 0.0,
                   sum(schema) / len(schema) if schema else 0.0)

@@ -75,6 +75,13 @@ def test_harm_is_rolled_back_before_the_ramp_finishes(harm):
     assert result.weight < policy.ramp[-1], result
 
 
+def test_a_heavier_latency_tail_with_the_same_median_is_rolled_back_on_p95():
+    # same geometric mean, p95 1.28x the control's: under the 2x breaker, and the mean guardrail sees nothing
+    result = simulate(CanaryPolicy(), Arm(), Arm(log_latency_sd=0.55), rng=np.random.default_rng(7))
+    assert result.decision.action == "rollback"
+    assert result.decision.reason == "guardrail beyond its margin: over_control_p95"
+
+
 def test_breaker_fires_on_a_window_without_statistics_on_the_totals():
     policy = CanaryPolicy()
     ok = Window(requests=1000, error_rate=0.01, p95_ms=900, schema_failure_rate=0.0)
