@@ -12,6 +12,7 @@ import hmac
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from tasks.ab import arm_for, bucket
 from tasks.models import Arm, Route
 
 USER_HEADER = "x-loraflow-user"
+ASSIGNED_CACHE = 200_000
 OUTCOME_TYPES = ("thumbs_up", "thumbs_down", "regenerate", "edit", "copy", "task_success", "judge_score",
                  "safety_flag")
 
@@ -47,7 +49,8 @@ class Gateway:
     timeout_s: float = 120.0
     capture: Capture | None = None  # opt-in: served exchanges as chat JSONL (gateway/capture.py)
     client: aiohttp.ClientSession = field(init=False)
-    _assigned: set[tuple[int, str]] = field(default_factory=set)
+    # units already assigned, most recent last; bounded because the store ignores a repeated assignment anyway
+    _assigned: OrderedDict[tuple[int, str], None] = field(default_factory=OrderedDict)
 
     def authorised(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -83,8 +86,12 @@ def choose(gateway: Gateway, route: Route, pinned: str | None, unit: str | None,
     where = bucket(route.experiment_key, route.salt, unit)
     arm = arm_for(where, route.weight)
     now = time.time()
-    if (route.experiment_id, unit) not in gateway._assigned:
-        gateway._assigned.add((route.experiment_id, unit))
+    if (route.experiment_id, unit) in gateway._assigned:
+        gateway._assigned.move_to_end((route.experiment_id, unit))
+    else:
+        gateway._assigned[(route.experiment_id, unit)] = None
+        if len(gateway._assigned) > ASSIGNED_CACHE:
+            gateway._assigned.popitem(last=False)
         gateway.exposures.add({"kind": "assignment", "experiment_id": route.experiment_id, "unit_id": unit,
                                "arm": arm, "bucket": where, "first_assigned_at": now})
     chosen = route.challenger if arm == "treatment" else route.champion
