@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from providers.base import Decoding, ModelRef
-from providers.emulator import EmulatorServer
+from emulator import EmulatorServer
 from providers.errors import TransientProviderError
-from providers.openai import OpenAIProvider
+from providers.openai.adapter import OpenAIProvider
 from tasks.evaluation.calls import ModelCaller
 from tasks.evaluation.config import GraderConfig, SuiteConfig
 from tasks.evaluation.ratelimit import TokenBucket

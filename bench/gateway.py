@@ -114,7 +114,7 @@ class SqliteOutage:
 
 
 def _prepare(url: str, upstream: str) -> int:
-    from tasks.models import ModelRegistry
+    from tasks.release.models import ModelRegistry
     from tasks.registry import Registry
 
     models = ModelRegistry(Registry.open(url))
@@ -269,7 +269,7 @@ def main() -> None:
 def report(url: str, experiment: int, direct: list[float], direct_failed: int, via: list[float], answered: int,
            failed: int, args: argparse.Namespace) -> None:
     from tasks.registry import Registry
-    from tasks.traffic import TrafficStore
+    from tasks.release.traffic import TrafficStore
 
     store = TrafficStore(Registry.open(url).engine)
     exposures = [e for e in store.exposures(experiment) if e.unit_id.startswith("gw-")]

@@ -29,7 +29,7 @@ def one_run(scratch: Path) -> tuple[float, dict[str, float], int]:
 
     from flows.config import load_pipeline
     from flows.finetune import finetune
-    from providers.emulator import EmulatorState, Timeline
+    from emulator import EmulatorState, Timeline
 
     os.environ["LORAFLOW_HOME"] = str(scratch / "home")
     EmulatorState(scratch / "home" / "emulator").set_timeline(Timeline(**ZERO))

@@ -20,11 +20,11 @@ from pathlib import Path
 import openai
 
 from providers.base import DatasetRef, PreparedDataset, TrainingSpec
-from providers.emulator import EmulatorServer, Timeline
-from providers.openai import OpenAIOptions, OpenAIProvider
-from tasks.polling import PollConfig
+from emulator import EmulatorServer, Timeline
+from providers.openai.adapter import OpenAIOptions, OpenAIProvider
+from tasks.training.polling import PollConfig
 from tasks.registry import Registry
-from tasks.wait import JobWatcher, poll_job
+from tasks.training.wait import JobWatcher, poll_job
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart" / "data" / "bullets.jsonl"
 

@@ -1,6 +1,6 @@
 """The canary flow: ramp the challenger 1 -> 5 -> 10 %, watch it, then promote, roll back or stop.
 
-Each look builds a snapshot from the gateway's exposures and outcomes and applies `tasks.canary.decide` (the same
+Each look builds a snapshot from the gateway's exposures and outcomes and applies `tasks.release.canary.decide` (the same
 rule the simulations check). Breakers, SRM, a guardrail beyond its margin or a worse primary set the challenger's
 weight to 0 at once; a win promotes it to champion at 100 % (after an approval pause in the Prefect UI when the
 policy asks for one); the maximum duration ends the experiment as inconclusive. Every move is an alias change in
@@ -19,11 +19,11 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from tasks.canary import CanaryPolicy, Decision, decide
-from tasks.models import ModelRegistry
+from tasks.release.canary import CanaryPolicy, Decision, decide
+from tasks.release.models import ModelRegistry
 from tasks.policy import LOCAL_WORK
 from tasks.registry import Registry
-from tasks.traffic import TrafficStore, snapshot
+from tasks.release.traffic import TrafficStore, snapshot
 
 _ENDED = {"promote": "shipped", "rollback": "rolled_back", "inconclusive": "inconclusive"}
 

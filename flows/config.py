@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from providers import PROVIDERS, provider_class
 from providers.base import TrainingSpec
 from providers.errors import ConfigError
-from tasks.costs import BudgetConfig
+from tasks.training.costs import BudgetConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
-from tasks.monitor import MonitorConfig
-from tasks.polling import PollConfig
+from tasks.lifecycle.monitor import MonitorConfig
+from tasks.training.polling import PollConfig
 from tasks.recipes import apply_recipe, recipes
-from tasks.retrain import RetrainConfig
+from tasks.lifecycle.retrain import RetrainConfig
 from tasks.secrets import SECRET_HELP
 
 

@@ -12,19 +12,19 @@ from prefect.artifacts import create_link_artifact
 from flows.config import Pipeline
 from providers.base import ModelRef
 from tasks.connection import open_provider
-from tasks.costs import budget_gate, record_actual_cost, spend_ceiling
+from tasks.training.costs import budget_gate, record_actual_cost, spend_ceiling
 from tasks.data.prepare import prepare_dataset
 from tasks.data.target import DataTarget
-from tasks.distillation import compare_with_teacher
+from tasks.evaluation.teacher import compare_with_teacher
 from tasks.evaluation.evaluate import evaluate_models
-from tasks.gate import Decision, decide_promotion
-from tasks.health import check_training_health
-from tasks.promotion import register_candidate
+from tasks.evaluation.gate import Decision, decide_promotion
+from tasks.training.health import check_training_health
+from tasks.release.promotion import register_candidate
 from tasks.registry import Registry
 from tasks.rundir import RunDir
-from tasks.serving import release_serving, serve_model
-from tasks.training import check_spec, submission_key, submit_job, upload_dataset
-from tasks.wait import wait_for_job
+from tasks.training.serving import release_serving, serve_model
+from tasks.training.submit import check_spec, submission_key, submit_job, upload_dataset
+from tasks.training.wait import wait_for_job
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from flows.config import Pipeline
 from providers.base import ModelRef
 from tasks.connection import open_provider
 from tasks.data.target import DataTarget
-from tasks.monitor import (
+from tasks.lifecycle.monitor import (
     Finding,
     drift_findings,
     gap_finding,
@@ -27,7 +27,7 @@ from tasks.monitor import (
     retirement_check,
 )
 from tasks.registry import Registry
-from tasks.retrain import champion_data, champion_ref, champion_version, compare_on_frozen_set
+from tasks.lifecycle.retrain import champion_data, champion_ref, champion_version, compare_on_frozen_set
 from tasks.rundir import RunDir, atomic_write
 
 

@@ -28,8 +28,8 @@ from starlette.routing import Route as Path
 from gateway.buffer import ExposureBuffer
 from gateway.capture import Capture
 from gateway.routes import RouteCache
-from tasks.ab import arm_for, bucket
-from tasks.models import Arm, Route
+from tasks.release.ab import arm_for, bucket
+from tasks.release.models import Arm, Route
 
 USER_HEADER = "x-loraflow-user"
 ASSIGNED_CACHE = 200_000

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tasks.models import Route
+from tasks.release.models import Route
 
 log = logging.getLogger("loraflow.gateway")
 

@@ -9,9 +9,9 @@ from gateway.buffer import ExposureBuffer
 from gateway.capture import Capture
 from gateway.routes import RouteCache
 from providers.errors import ConfigError
-from tasks.models import ModelRegistry
+from tasks.release.models import ModelRegistry
 from tasks.registry import Registry, loraflow_home
-from tasks.traffic import TrafficStore
+from tasks.release.traffic import TrafficStore
 
 
 def build_gateway(registry: Registry, api_keys: list[str], *, default_base_url: str | None = None,

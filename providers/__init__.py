@@ -1,8 +1,10 @@
-"""Provider adapters, loaded lazily by name.
+"""Provider adapters, loaded lazily by name: the one list of provider names.
 
 `import providers` pulls in no vendor SDK: each entry is an import string plus the install hint shown
-when the SDK is missing. Adding a provider is one module, one line here, one pyproject extra and one
-contract-test subclass. CHAT_MODELS adds the chat-only adapters (judges, teachers) that cannot train.
+when the SDK is missing, the module of the training-file format the provider reads, and the package
+that holds its catalog slice (catalog.yaml). Adding a provider is one package `providers/<name>/`, one
+line here, one pyproject extra and one contract-test subclass. CHAT_MODELS adds the chat-only adapters
+(judges, teachers) that cannot train.
 """
 
 from __future__ import annotations
@@ -50,27 +52,38 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class _Entry:
+class Entry:
+    """Where a provider lives. `training_format` names a module with `format_for(model)`; `catalog` a package
+    with a catalog.yaml of the provider's base models (None: the provider has no catalog slice)."""
+
     target: str
     install_hint: str
+    training_format: str | None = None
+    catalog: str | None = None
 
 
-PROVIDERS: Mapping[str, _Entry] = {
-    "bedrock": _Entry("providers.bedrock:BedrockProvider", "pip install 'loraflow[bedrock]'"),
-    "fake": _Entry("providers.fake:FakeProvider", ""),
-    "local": _Entry("providers.local:LocalProvider", "pip install 'loraflow[local]'"),
-    "openai": _Entry("providers.openai:OpenAIProvider", "pip install 'loraflow[openai]'"),
-    "together": _Entry("providers.together:TogetherProvider", "pip install 'loraflow[together]'"),
-    "vertex": _Entry("providers.vertex:VertexProvider", "pip install 'loraflow[vertex]'"),
+_CHAT_JSONL = "providers.openai.format"  # the OpenAI chat shape, read as is by the local trainer and the fake
+
+PROVIDERS: Mapping[str, Entry] = {
+    "bedrock": Entry("providers.bedrock.adapter:BedrockProvider", "pip install 'loraflow[bedrock]'",
+                     "providers.bedrock.format", "providers.bedrock"),
+    "fake": Entry("providers.fake:FakeProvider", "", _CHAT_JSONL),
+    "local": Entry("providers.local:LocalProvider", "pip install 'loraflow[local]'", _CHAT_JSONL),
+    "openai": Entry("providers.openai.adapter:OpenAIProvider", "pip install 'loraflow[openai]'", _CHAT_JSONL,
+                    "providers.openai"),
+    "together": Entry("providers.together.adapter:TogetherProvider", "pip install 'loraflow[together]'",
+                      "providers.together.format", "providers.together"),
+    "vertex": Entry("providers.vertex.adapter:VertexProvider", "pip install 'loraflow[vertex]'",
+                    "providers.vertex.format", "providers.vertex"),
 }
 
-CHAT_MODELS: Mapping[str, _Entry] = {
+CHAT_MODELS: Mapping[str, Entry] = {
     **PROVIDERS,
-    "anthropic": _Entry("providers.anthropic:AnthropicChat", "pip install 'loraflow[anthropic]'"),
+    "anthropic": Entry("providers.anthropic.adapter:AnthropicChat", "pip install 'loraflow[anthropic]'"),
 }
 
 
-def _load(kind: str, name: str, entries: Mapping[str, _Entry]) -> type:
+def _load(kind: str, name: str, entries: Mapping[str, Entry]) -> type:
     entry = entries.get(name)
     if entry is None:
         raise ConfigError(f"unknown {kind} {name!r}; allowed values: {', '.join(sorted(entries))}")

@@ -1,4 +1,5 @@
-"""Facts about fine-tunable base models, read from catalog.yaml (data, each fact with its source and date).
+"""Facts about fine-tunable base models, read from each provider's catalog.yaml (data, each fact with its
+source and date).
 
 Nothing here calls a provider. The data stage reads context limits and tokenizers; cost estimates read
 prices; each provider's `check_spec` reads hyperparameter ranges, LoRA limits and the service dates, and
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from providers import PROVIDERS
 from providers.base import TrainingSpec
 from providers.errors import ConfigError
 
@@ -127,18 +129,27 @@ def check_training_knobs(facts: ModelFacts, spec: TrainingSpec, vendor: str) -> 
 
 
 @cache
-def _catalog() -> dict[str, Any]:
-    text = resources.files("providers").joinpath("catalog.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+def vendor_catalog(provider: str) -> dict[str, Any]:
+    """A provider's catalog slice (`providers/<name>/catalog.yaml`), or {} for a provider without one."""
+    entry = PROVIDERS.get(provider)
+    if entry is None or entry.catalog is None:
+        return {}
+    text = resources.files(entry.catalog).joinpath("catalog.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def catalog_providers() -> list[str]:
+    """The providers that have a catalog slice."""
+    return sorted(name for name, entry in PROVIDERS.items() if entry.catalog is not None)
 
 
 def model_facts(provider: str, model_id: str) -> ModelFacts | None:
     """The catalog entry for a provider's base model, or None when the catalog does not list it."""
-    entry = _catalog().get(provider, {}).get("models", {}).get(model_id)
+    entry = vendor_catalog(provider).get("models", {}).get(model_id)
     if entry is None:
         return None
     return ModelFacts(provider=provider, model_id=model_id, **entry)
 
 
 def models(provider: str) -> list[str]:
-    return sorted(_catalog().get(provider, {}).get("models", {}))
+    return sorted(vendor_catalog(provider).get("models", {}))

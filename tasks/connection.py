@@ -12,8 +12,8 @@ from typing import Any
 
 from providers import get_provider
 from providers.base import Provider
-from providers.emulator import EmulatorServer
-from providers.emulator.server import API_ROOTS
+from emulator import EmulatorServer
+from emulator.server import API_ROOTS
 from providers.errors import ConfigError
 from tasks.progress import milestone
 from tasks.registry import loraflow_home

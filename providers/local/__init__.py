@@ -4,6 +4,6 @@ Importing it pulls in no torch: the trainer runs in a subprocess, inference impo
 """
 
 from providers.local.config import LocalOptions
-from providers.local.provider import LocalProvider
+from providers.local.adapter import LocalProvider
 
 __all__ = ["LocalOptions", "LocalProvider"]

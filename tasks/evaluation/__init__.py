@@ -11,7 +11,7 @@
     evaluate.py    the evaluation step (plain function and the flow's task)
     stats.py       McNemar exact, Newcombe and bootstrap intervals, sign test, Holm, MDE, Cohen's kappa
     compare.py     per-item results -> paired comparisons and telling discordant items
-    rules.py       rule tables (rules_v1.yaml) ; tasks/gate.py applies them
+    rules.py       rule tables (rules_v1.yaml) ; tasks/evaluation/gate.py applies them
     report.py      eval/report.md
     calibration.py a judge against human labels
 """

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the gate imports this module; the types are only for annotations
     from tasks.evaluation.compare import Comparison
     from tasks.evaluation.evaluate import Evaluation
-    from tasks.gate import Decision
+    from tasks.evaluation.gate import Decision
 
 
 def _value(c: Comparison, side: str) -> str:

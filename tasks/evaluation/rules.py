@@ -1,7 +1,7 @@
 """Promotion rule tables: versioned data (rules_<version>.yaml beside this module), read and checked here.
 
 A table names its version, its default thresholds and its rules in order; the first rule whose condition
-holds decides. Conditions are named predicates implemented in tasks/gate.py; changing what one means
+holds decides. Conditions are named predicates implemented in tasks/evaluation/gate.py; changing what one means
 requires a new table version, so a recorded decision can always be traced to the rules that made it.
 """
 
@@ -36,7 +36,7 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     outcome: str = Field(pattern=r"^[a-z_]+$")
-    when: str = Field(description="name of the predicate in tasks/gate.py")
+    when: str = Field(description="name of the predicate in tasks/evaluation/gate.py")
     condition: str = Field(description="the condition in words, shown in reports")
     action: str
 

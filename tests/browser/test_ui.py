@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.deployments import REPO, read_specs
+from cli.deployments import REPO, read_specs
 from tests.conftest import QUICKSTART
 from tests.flows.pipelines import TARGET_ONLY
-from tests.flows.test_deployments import _wait_healthy, free_port
+from tests.cli.test_deployments import _wait_healthy, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -67,7 +67,7 @@ def served(tmp_path: Path) -> Iterator[str]:
     serving = None
     try:
         _wait_healthy(env["PREFECT_API_URL"], server)
-        serving = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--prefect-file", str(prefect_file)],
+        serving = subprocess.Popen([sys.executable, "-m", "cli.app", "serve", "--prefect-file", str(prefect_file)],
                                    env=env, cwd=REPO, stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT)
         yield ui
     finally:

@@ -13,7 +13,7 @@ from prefect.artifacts import Artifact
 
 from flows.config import load_pipeline
 from flows.finetune import finetune
-from providers.emulator import EmulatorServer
+from emulator import EmulatorServer
 
 RECIPES = Path(__file__).resolve().parents[2] / "examples" / "recipes"
 RECIPE = RECIPES / "format-strict"

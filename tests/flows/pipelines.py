@@ -33,7 +33,7 @@ def cli_env(prefect_api: str, home: Path, **extra: str) -> dict[str, str]:
 
 
 def loraflow(*args: str, env: dict[str, str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli.app", *args], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 

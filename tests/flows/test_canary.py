@@ -10,10 +10,10 @@ import numpy as np
 from prefect.flow_runs import resume_flow_run
 
 from flows.canary import canary
-from tasks.canary import Breakers, CanaryPolicy
-from tasks.models import ModelRegistry
+from tasks.release.canary import Breakers, CanaryPolicy
+from tasks.release.models import ModelRegistry
 from tasks.registry import Registry
-from tasks.traffic import TrafficStore
+from tasks.release.traffic import TrafficStore
 from tests.flows.pipelines import paused_run_id
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.emulator import EmulatorServer, FaultRule, Timeline
+from emulator import EmulatorServer, FaultRule, Timeline
 from tests.flows.pipelines import TARGET_ONLY, cli_env, loraflow, write_pipeline
 
 KEY = "resume-key"
@@ -43,7 +43,7 @@ def pipeline(tmp_path: Path, emulator: EmulatorServer, **changes: object) -> Pat
 
 
 def start(path: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(path)], env=env, cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "cli.app", "run", str(path)], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -15,12 +15,12 @@ import yaml
 from prefect.artifacts import Artifact
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cli.app import app
 from flows.config import Pipeline
 from flows.retrain import retrain
-from tasks.models import ModelRegistry
+from tasks.release.models import ModelRegistry
 from tasks.registry import Registry
-from tasks.retrain import LEDGER
+from tasks.lifecycle.retrain import LEDGER
 from tests.conftest import write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

@@ -15,7 +15,7 @@ from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterTimestamp
 
-from providers.emulator import EmulatorServer, Timeline
+from emulator import EmulatorServer, Timeline
 from tests.flows.pipelines import TARGET_ONLY, cli_env, loraflow, write_pipeline
 
 PLANTED = "sk-loraflow-planted-5e2b9d0c7a41"

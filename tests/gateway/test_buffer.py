@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.buffer import ExposureBuffer
 from tasks.registry import Registry
-from tasks.traffic import TrafficStore
+from tasks.release.traffic import TrafficStore
 
 
 class FlakyStore:

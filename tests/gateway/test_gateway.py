@@ -12,10 +12,10 @@ import pytest
 from gateway.app import create_app
 from gateway.server import build_gateway
 from providers.loopback import ThreadedServer
-from tasks.ab import arm_for, bucket
-from tasks.models import ModelRegistry
+from tasks.release.ab import arm_for, bucket
+from tasks.release.models import ModelRegistry
 from tasks.registry import Registry
-from tasks.traffic import TrafficStore
+from tasks.release.traffic import TrafficStore
 from tests.gateway.upstream import upstream_app
 
 KEY = "sk-test-gateway"

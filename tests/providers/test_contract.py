@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from providers.emulator import EmulatorServer, FaultRule, Timeline
+from emulator import EmulatorServer, FaultRule, Timeline
 from providers.fake import FakeProvider
-from providers.openai import OpenAIOptions, OpenAIProvider
+from providers.openai.adapter import OpenAIOptions, OpenAIProvider
 from tests.providers.contract import ProviderContract
-from tests.providers.openai_stub import OpenAIStub
+from tests.providers.openai.stub import OpenAIStub
 
 
 class TestFakeProvider(ProviderContract):

@@ -11,7 +11,7 @@ import pytest
 
 from providers.errors import ConfigError
 from providers.formats import FormatProblem, Severity, all_codes, training_format
-from providers.formats.chat import turn_roles
+from providers.formats import turn_roles
 
 TEXT = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}},
         "additionalProperties": False}

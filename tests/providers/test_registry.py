@@ -22,7 +22,7 @@ def test_unknown_provider_lists_the_allowed_names() -> None:
 
 
 def test_a_missing_sdk_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(sys.modules, "providers.openai", raising=False)
+    monkeypatch.delitem(sys.modules, "providers.openai.adapter", raising=False)
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(ConfigError, match=r"pip install 'loraflow\[openai\]'"):
         provider_class("openai")

@@ -14,8 +14,8 @@ import yaml
 from flows.config import load_pipeline
 from providers.base import Completion, Decoding, ModelRef
 from providers.errors import ConfigError
-from providers.openai import OpenAIProvider
-from tasks.distillation import compare_against_teacher
+from providers.openai.adapter import OpenAIProvider
+from tasks.evaluation.teacher import compare_against_teacher
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.evaluation.graders import build_grader
 from tasks.evaluation.items import EvalItem, load_items

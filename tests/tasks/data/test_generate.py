@@ -113,7 +113,7 @@ def test_teacher_data_from_the_emulator_passes_the_data_step(tmp_path: Path, lor
 def test_the_command_prints_the_estimate_and_checks_the_result(tmp_path: Path, loraflow_home: Path) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from cli.app import app
 
     inputs = write_inputs(tmp_path / "in.jsonl", ["How do I plan a garden?", "How do I learn Spanish?"])
     args = ["data", "generate", str(inputs), "--out", str(tmp_path / "out.jsonl"), "--teacher-provider", "openai",

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from providers.errors import ConfigError
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.evaluation.suites import build_suites
-from tasks.gate import thresholds_for
+from tasks.evaluation.gate import thresholds_for
 
 
 def error_of(section: type, raw: dict, prefix: str) -> str:

@@ -19,7 +19,7 @@ from tasks.evaluation.config import EvalConfig
 from tasks.evaluation.evaluate import record_evaluation, run_evaluation
 from tasks.evaluation.graders import Judge, build_grader
 from tasks.evaluation.store import DecisionRecord, EvalStore
-from tasks.gate import decide, record_decision
+from tasks.evaluation.gate import decide, record_decision
 from tasks.rundir import RunDir
 from tests.conftest import QUICKSTART
 from tests.tasks.evaluation.scripted import verdict_judge

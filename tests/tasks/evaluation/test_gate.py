@@ -10,7 +10,7 @@ from tasks.evaluation.evaluate import Evaluation, ItemFacts, SuiteSummary
 from tasks.evaluation.graders import GraderResult
 from tasks.evaluation.runner import ItemResult
 from tasks.evaluation.suites import GraderInfo
-from tasks.gate import decide
+from tasks.evaluation.gate import decide
 
 BASE = ModelRef(provider="fake", model_id="base-1", base_model="base-1")
 CANDIDATE = ModelRef(provider="fake", model_id="ft-1", base_model="base-1", job_id="job-1")

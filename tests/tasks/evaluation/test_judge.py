@@ -162,7 +162,7 @@ def test_an_openai_judge_over_its_sdk_sends_temperature_zero_and_a_seed_per_vote
     import httpx2
     import openai
 
-    from providers.openai import OpenAIProvider
+    from providers.openai.adapter import OpenAIProvider
 
     bodies: list[dict] = []
 
@@ -190,7 +190,7 @@ def test_an_anthropic_judge_over_its_sdk() -> None:
     import anthropic
     import httpx2
 
-    from providers.anthropic import AnthropicChat
+    from providers.anthropic.adapter import AnthropicChat
 
     bodies: list[dict] = []
 

@@ -1,0 +1,164 @@
+"""The `loraflow` command.
+
+User mistakes (a bad pipeline file, a missing dataset, an unknown provider, bad data) print one line
+and exit 2; a provider refusal or a failed job prints one line and exits 1. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cli import data as data_commands
+from cli import evaluate as eval_commands
+from cli import judge as judge_commands
+from cli import lifecycle
+from cli import models as models_commands
+from cli.compare import compare
+from cli.doctor import doctor
+from cli.gateway import gateway
+from cli.serve_model import serve_model
+from providers.errors import ConfigError, LoraflowError
+
+# Set before Prefect is imported (lazily, in `run`): no phone-home, and our logger reaches the Prefect UI.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "loraflow")
+# The ephemeral API's first start migrates a new database; on two slow cores that can pass Prefect's 20 s.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="LoRA fine-tuning pipelines: prepare, train, prove the gain against the base, promote.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect and check pipeline files.")
+app.add_typer(config_app, name="config")
+app.add_typer(data_commands.app, name="data")
+app.add_typer(eval_commands.app, name="eval", help="Evaluate a model against a baseline on the pipeline's suites "
+                                                    "and apply the gate, without training.")
+app.add_typer(judge_commands.app, name="judge")
+app.command()(doctor)
+app.command()(compare)
+app.add_typer(models_commands.app, name="models")
+app.command()(models_commands.promote)
+app.command()(models_commands.rollback)
+app.command()(gateway)
+app.command("serve-model")(serve_model)
+app.command()(lifecycle.retrain)
+app.command()(lifecycle.monitor)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(exc: LoraflowError) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+@app.command()
+def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")],
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False) -> None:
+    """Run the finetune pipeline end to end and print the decision and the run directory."""
+    from flows.config import load_pipeline
+
+    try:
+        config = load_pipeline(pipeline)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    from cli.display import RunDisplay, decision_panel
+    from flows.finetune import finetune
+
+    _prefect_console(logging.INFO if verbose else logging.CRITICAL)
+
+    display = RunDisplay(console)
+    logger = logging.getLogger("loraflow")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(display)
+    try:
+        with display:
+            summary = finetune(config)
+    except LoraflowError as exc:
+        raise _fail(exc) from None
+    finally:
+        logger.removeHandler(display)
+    console.print(decision_panel(summary.decision, summary.model_id, str(summary.run_dir)))
+
+
+def _prefect_console(level: int) -> None:
+    """Prefect's own console lines would interleave with the progress display; the UI keeps them all."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(level)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the pipeline file."""
+    from flows.config import pipeline_schema
+
+    typer.echo(json.dumps(pipeline_schema(), indent=2))
+
+
+@config_app.command("check")
+def config_check(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]) -> None:
+    """Validate a pipeline file without running anything."""
+    from flows.config import load_pipeline
+
+    try:
+        config = load_pipeline(pipeline)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"ok: pipeline {config.name!r}, provider {config.provider.name}, data {config.data.path}")
+
+
+@app.command()
+def deploy(prefect_file: Annotated[Path | None, typer.Option(help="default: deployments/prefect.yaml")] = None
+           ) -> None:
+    """Register the deployments of deployments/prefect.yaml with the Prefect API (PREFECT_API_URL)."""
+    from cli import deployments
+
+    try:
+        names = deployments.deploy(deployments.read_specs(prefect_file or deployments.PREFECT_FILE))
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"registered {', '.join(names)}; start a worker: prefect worker start --pool loraflow-process")
+
+
+@app.command()
+def serve(prefect_file: Annotated[Path | None, typer.Option(help="default: deployments/prefect.yaml")] = None,
+          limit: Annotated[int | None, typer.Option(help="most runs at once")] = None) -> None:
+    """Serve the deployments of deployments/prefect.yaml from this process (no work pool, no worker)."""
+    from cli import deployments
+
+    try:
+        specs = deployments.read_specs(prefect_file or deployments.PREFECT_FILE)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    deployments.serve(specs, limit=limit)
+
+
+@app.command()
+def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+             state_dir: Annotated[Path | None, typer.Option(help="keep files and jobs across restarts")] = None,
+             api_key: Annotated[str | None, typer.Option(help="require this bearer key")] = None,
+             speed: Annotated[float, typer.Option(help="job timeline speed multiplier")] = 1.0,
+             latency_s: Annotated[float, typer.Option(help="seconds each chat completion takes")] = 0.0,
+             requests_per_minute: Annotated[int | None, typer.Option(
+                 help="answer 429 with Retry-After beyond this many chat completions a minute")] = None) -> None:
+    """Serve the OpenAI, Together, Vertex and Bedrock fine-tuning APIs on loopback for offline rehearsals."""
+    from emulator import serve_forever
+
+    serve_forever(port=port, state_dir=state_dir, api_key=api_key, speed=speed, latency_s=latency_s,
+                  requests_per_minute=requests_per_minute)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,33 @@
+"""`loraflow compare RUN_A RUN_B`: configuration and metric differences of two run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+
+from providers.errors import ConfigError
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def compare(run_a: Annotated[Path, typer.Argument(help="a run directory (runs/<pipeline>/<run id>)")],
+            run_b: Annotated[Path, typer.Argument(help="the run to hold against it")],
+            markdown: Annotated[bool, typer.Option("--markdown", help="print the markdown source")] = False
+            ) -> None:
+    """Show what changed between two runs (configuration) and what it did (metrics), side by side."""
+    from tasks.evaluation.runs import compare_runs, render_markdown
+
+    try:
+        text = render_markdown(compare_runs(run_a, run_b))
+    except ConfigError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if markdown:
+        typer.echo(text)
+    else:
+        console.print(Markdown(text))

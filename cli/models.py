@@ -1,0 +1,140 @@
+"""`loraflow models list|show|register|set`, `loraflow promote NAME`, `loraflow rollback NAME[@ALIAS]`.
+
+Every alias change is recorded with who (--by, default the OS user), when and why (--reason). Exit codes: 0 done,
+2 configuration error (unknown model, version or alias; a bad weight).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from providers.errors import ConfigError
+from tasks.release.models import ModelRegistry
+from tasks.registry import Registry
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Model versions, the champion/challenger aliases and their history.")
+console = Console()
+errors = Console(stderr=True)
+
+RegistryUrl = Annotated[str | None, typer.Option("--registry", help="SQLAlchemy URL; default LORAFLOW_REGISTRY_URL "
+                                                                      "or $LORAFLOW_HOME/registry.db")]
+Reason = Annotated[str, typer.Option(help="why: kept in the audit trail")]
+By = Annotated[str | None, typer.Option(help="who: default the OS user")]
+
+
+def _models(url: str | None) -> ModelRegistry:
+    return ModelRegistry(Registry.open(url))
+
+
+def _fail(exc: ConfigError) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+@app.command("list")
+def list_models(registry: RegistryUrl = None) -> None:
+    """Every registered model with its champion and challenger."""
+    models = _models(registry)
+    table = Table("model", "versions", "champion", "challenger (weight)")
+    for name in models.names():
+        aliases = models.aliases(name)
+        champion = aliases.get("champion")
+        challenger = aliases.get("challenger")
+        table.add_row(name, str(len(models.versions(name))), f"v{champion[0]}" if champion else "-",
+                      f"v{challenger[0]} ({challenger[1]:.0%})" if challenger else "-")
+    console.print(table)
+
+
+@app.command()
+def show(name: str, registry: RegistryUrl = None) -> None:
+    """A model's versions with their lineage, and the history of its aliases."""
+    models = _models(registry)
+    versions = models.versions(name)
+    if not versions:
+        raise _fail(ConfigError(f"no model {name!r}; allowed values: {', '.join(models.names()) or 'none yet'}"))
+    aliases = {version: alias for alias, (version, _) in models.aliases(name).items()}
+    table = Table("version", "alias", "served name", "base URL", "dataset", "job", "decision", "created")
+    for v in versions:
+        table.add_row(f"v{v.version}", aliases.get(v.version, ""), v.served_name, v.base_url or "-",
+                      (v.dataset_sha256 or "-")[:12], v.job_id or "-", v.decision or "-",
+                      f"{v.created_at:%Y-%m-%d %H:%M} by {v.created_by}")
+    console.print(table)
+    history = Table("when", "who", "alias", "move", "weight", "why")
+    for change in models.history(name):
+        move = f"v{change.from_version} -> v{change.to_version}" if change.from_version else f"v{change.to_version}"
+        history.add_row(f"{change.changed_at:%Y-%m-%d %H:%M:%S}", change.changed_by, change.alias, move,
+                        f"{change.weight:.0%}", change.reason)
+    console.print(history)
+
+
+@app.command()
+def register(name: str, served_name: Annotated[str, typer.Option(help="the model name the upstream expects")],
+             base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. vLLM's /v1")] = None,
+             registry: RegistryUrl = None, by: By = None) -> None:
+    """Register a version by hand (the finetune flow registers accepted candidates itself)."""
+    version = _models(registry).register(name, served_name, base_url=base_url, by=by)
+    console.print(f"{name} v{version.version} -> {served_name}")
+
+
+@app.command("set")
+def set_alias(name: str, alias: str, version: int, reason: Reason,
+              weight: Annotated[float, typer.Option(help="traffic share 0..1")] = 0.0,
+              registry: RegistryUrl = None, by: By = None) -> None:
+    """Point an alias at a version (champion serves everyone else; challenger gets `weight`)."""
+    try:
+        _models(registry).set_alias(name, alias, version, weight=weight, reason=reason, by=by)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"{name}@{alias} -> v{version} at {weight:.0%}")
+
+
+def promote(name: Annotated[str, typer.Argument(help="the model whose challenger becomes champion")],
+            reason: Reason, registry: RegistryUrl = None, by: By = None) -> None:
+    """The challenger becomes champion at 100 %."""
+    try:
+        version = _models(registry).promote(name, reason=reason, by=by)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"{name}@champion -> v{version}")
+
+
+def rollback(target: Annotated[str, typer.Argument(help="NAME@challenger (weight 0) or NAME@champion (the version "
+                                                       "before); NAME alone means NAME@challenger")],
+             reason: Reason, registry: RegistryUrl = None, by: By = None) -> None:
+    """Take a challenger out of traffic, or move the champion back to its previous version."""
+    name, _, alias = target.partition("@")
+    try:
+        version = _models(registry).rollback(name, alias or "challenger", reason=reason, by=by)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"{name}@{alias or 'challenger'}: " + (f"v{version}" if alias == "champion" else "weight 0"))
+
+
+@app.command()
+def canary(name: str, ramp: Annotated[str, typer.Option(help="challenger shares, comma-separated")] = "0.01,0.05,0.1",
+           approval: Annotated[bool, typer.Option(help="pause for approval in the Prefect UI before promoting")] = False,
+           look_every_s: Annotated[float, typer.Option(help="seconds between looks")] = 300.0,
+           primary: Annotated[str, typer.Option(help="outcome type of the primary metric")] = "judge_score",
+           registry: RegistryUrl = None) -> None:
+    """Run the canary of NAME's challenger to its end (a Prefect flow run): promote, roll back or stop."""
+    from pydantic import ValidationError
+
+    from flows.canary import canary as canary_flow
+    from tasks.release.canary import CanaryPolicy
+
+    try:
+        policy = CanaryPolicy(ramp=[float(share) for share in ramp.split(",")], approval=approval, primary=primary)
+    except ValidationError as exc:
+        raise _fail(ConfigError(f"--ramp {ramp!r}: {exc.errors()[0]['msg']}")) from None
+    except ValueError:
+        raise _fail(ConfigError(f"--ramp {ramp!r}: shares must be numbers, e.g. 0.01,0.05,0.1")) from None
+    try:
+        status = canary_flow(name, policy, registry, look_every_s=look_every_s)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    console.print(f"{name}: canary ended {status}")

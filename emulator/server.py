@@ -1,0 +1,93 @@
+"""Run the emulator with uvicorn on 127.0.0.1: in a daemon thread for tests, or in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+
+import uvicorn
+
+from emulator.app import build_app
+from emulator.bedrock.api import PREFIX as BEDROCK_PREFIX
+from emulator.state import EmulatorState
+from emulator.timeline import Timeline
+from emulator.together.api import PREFIX
+from emulator.vertex.api import PREFIX as VERTEX_PREFIX
+from providers.loopback import HOST, ThreadedServer, bind
+
+# what each SDK's base_url is, below the server's URL
+API_ROOTS = {"openai": "/v1", "together": PREFIX, "vertex": VERTEX_PREFIX, "bedrock": BEDROCK_PREFIX}
+_DROPPED = "ASGI callable returned without completing response."
+
+
+class _HideDeliberateDrops(logging.Filter):
+    # a `drop` fault ends a response early on purpose; uvicorn reports that as an error
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _DROPPED
+
+
+def _quiet_uvicorn() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _HideDeliberateDrops) for f in logger.filters):
+        logger.addFilter(_HideDeliberateDrops())
+
+
+_CONFIG = {"log_level": "warning", "http": "h11", "lifespan": "off", "timeout_graceful_shutdown": 2}
+
+
+class EmulatorServer(ThreadedServer):
+    """The emulator on a loopback port, served from a daemon thread; use it as a context manager.
+
+    `port=0` picks a free port. `base_url` is what an OpenAI client takes; `state` is the live store
+    (counters, `set_timeline`, `faults`, `set_serving`). Requests need `Bearer <api_key>` when api_key is
+    given. `latency_s` and `requests_per_minute` shape how chat completions are served (serving.py);
+    `clock` (seconds since the epoch) drives job timelines, so a benchmark can run a two-hour job in a second.
+    """
+
+    def __init__(self, state_dir: str | Path | None = None, api_key: str | None = None,
+                 timeline: Timeline | None = None, port: int = 0, *, file_processing_s: float = 0.0,
+                 latency_s: float = 0.0, requests_per_minute: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.state = EmulatorState(state_dir, timeline=timeline, file_processing_s=file_processing_s,
+                                   latency_s=latency_s, requests_per_minute=requests_per_minute, clock=clock)
+        self.api_key = api_key
+        super().__init__(build_app(self.state, api_key), port, name="loraflow-emulator", **_CONFIG)
+
+    @property
+    def base_url(self) -> str:
+        """What an OpenAI client takes."""
+        return f"{self.url}/v1"
+
+    def base_url_for(self, provider: str) -> str:
+        """What the named provider's client takes as base_url: `openai` or `together`."""
+        if provider not in API_ROOTS:
+            raise ValueError(f"the emulator does not speak {provider!r}; allowed values: {', '.join(API_ROOTS)}")
+        return f"{self.url}{API_ROOTS[provider]}"
+
+    def start(self, timeout: float = 10.0) -> Self:
+        _quiet_uvicorn()
+        return super().start(timeout)
+
+
+def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key: str | None = None,
+                  speed: float = 1.0, *, latency_s: float = 0.0, requests_per_minute: int | None = None) -> None:
+    """Serve in the foreground until Ctrl-C; `speed` scales the default timeline of new jobs."""
+    # speed 1 keeps a timeline saved in state_dir; any other speed replaces it for new jobs
+    state = EmulatorState(state_dir, timeline=Timeline(speed=speed) if speed != 1.0 else None,
+                          latency_s=latency_s, requests_per_minute=requests_per_minute)
+    server = uvicorn.Server(uvicorn.Config(build_app(state, api_key), log_config=uvicorn.config.LOGGING_CONFIG,
+                                           access_log=False, ws="none", **_CONFIG))
+    _quiet_uvicorn()
+    sock = bind(port)
+    where = f"state in {state_dir}" if state_dir else "in memory"
+    url = f"http://{HOST}:{sock.getsockname()[1]}"
+    apis = ", ".join(f"{name} at {url}{root}" for name, root in API_ROOTS.items())
+    print(f"loraflow emulator: {apis} ({where})", file=sys.stderr, flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

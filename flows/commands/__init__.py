@@ -1,1 +1,0 @@
-"""Command groups of the `loraflow` CLI, one module per noun (data, judge, models, ...)."""
