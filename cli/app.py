@@ -1,9 +1,4 @@
-"""The `loraflow` command.
-
-User mistakes (a bad pipeline file, a missing dataset, an unknown provider, bad data) print one line
-and exit 2; a provider refusal or a failed job prints one line and exits 1. Anything else is a bug and
-keeps its traceback.
-"""
+"""The `loraflow` command: `run` and `config` here, every other noun in its own module of this package."""
 
 from __future__ import annotations
 
@@ -14,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from cli import data as data_commands
 from cli import evaluate as eval_commands
@@ -22,6 +16,7 @@ from cli import judge as judge_commands
 from cli import lifecycle
 from cli import models as models_commands
 from cli.compare import compare
+from cli.console import console, fail
 from cli.doctor import doctor
 from cli.gateway import gateway
 from cli.serve_model import serve_model
@@ -50,39 +45,31 @@ app.command()(gateway)
 app.command("serve-model")(serve_model)
 app.command()(lifecycle.retrain)
 app.command()(lifecycle.monitor)
-console = Console()
-errors = Console(stderr=True)
-
-
-def _fail(exc: LoraflowError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 @app.command()
 def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")],
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False) -> None:
     """Run the finetune pipeline end to end and print the decision and the run directory."""
+    from cli.display import RunDisplay, decision_panel
+    from cli.rehearsal import emulator_for
     from flows.config import load_pipeline
+    from flows.finetune import finetune
 
     try:
         config = load_pipeline(pipeline)
     except ConfigError as exc:
-        raise _fail(exc) from None
-    from cli.display import RunDisplay, decision_panel
-    from flows.finetune import finetune
-
+        raise fail(exc) from None
     _prefect_console(logging.INFO if verbose else logging.CRITICAL)
-
     display = RunDisplay(console)
     logger = logging.getLogger("loraflow")
     logger.setLevel(logging.INFO)
     logger.addHandler(display)
     try:
-        with display:
+        with display, emulator_for(config.provider.endpoint):
             summary = finetune(config)
     except LoraflowError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     finally:
         logger.removeHandler(display)
     console.print(decision_panel(summary.decision, summary.model_id, str(summary.run_dir)))
@@ -115,7 +102,7 @@ def config_check(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAM
     try:
         config = load_pipeline(pipeline)
     except ConfigError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"ok: pipeline {config.name!r}, provider {config.provider.name}, data {config.data.path}")
 
 
@@ -128,7 +115,7 @@ def deploy(prefect_file: Annotated[Path | None, typer.Option(help="default: depl
     try:
         names = deployments.deploy(deployments.read_specs(prefect_file or deployments.PREFECT_FILE))
     except ConfigError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"registered {', '.join(names)}; start a worker: prefect worker start --pool loraflow-process")
 
 
@@ -137,12 +124,14 @@ def serve(prefect_file: Annotated[Path | None, typer.Option(help="default: deplo
           limit: Annotated[int | None, typer.Option(help="most runs at once")] = None) -> None:
     """Serve the deployments of deployments/prefect.yaml from this process (no work pool, no worker)."""
     from cli import deployments
+    from cli.rehearsal import emulator_for
 
     try:
         specs = deployments.read_specs(prefect_file or deployments.PREFECT_FILE)
     except ConfigError as exc:
-        raise _fail(exc) from None
-    deployments.serve(specs, limit=limit)
+        raise fail(exc) from None
+    with emulator_for(*deployments.endpoints(specs)):
+        deployments.serve(specs, limit=limit)
 
 
 @app.command()

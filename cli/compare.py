@@ -6,13 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markdown import Markdown
 
+from cli.console import console, fail
 from providers.errors import ConfigError
-
-console = Console()
-errors = Console(stderr=True)
 
 
 def compare(run_a: Annotated[Path, typer.Argument(help="a run directory (runs/<pipeline>/<run id>)")],
@@ -25,8 +22,7 @@ def compare(run_a: Annotated[Path, typer.Argument(help="a run directory (runs/<p
     try:
         text = render_markdown(compare_runs(run_a, run_b))
     except ConfigError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     if markdown:
         typer.echo(text)
     else:

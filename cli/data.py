@@ -7,26 +7,19 @@ runs the pipeline's data step alone, without Prefect, into a new run directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
+from cli.console import fail
 from cli.generate import generate
 from providers.errors import ConfigError, DataError, LoraflowError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Check and prepare chat datasets.")
 app.command()(generate)
-errors = Console(stderr=True)
-
-
-def _fail(message: object, code: int = 2) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 @app.command()
@@ -44,7 +37,7 @@ def check(file: Annotated[Path, typer.Argument(help="chat JSONL in the OpenAI sh
     from tasks.data.target import DataTarget
 
     if not file.is_file():
-        raise _fail(f"{file}: no such file")
+        raise fail(f"{file}: no such file")
     try:
         config = DataConfig(path=file, eval_path=eval_file, pii=PiiConfig(policy=pii))
         target = DataTarget(provider, model)
@@ -52,9 +45,9 @@ def check(file: Annotated[Path, typer.Argument(help="chat JSONL in the OpenAI sh
         sink = (lambda d: typer.echo(json.dumps(d.as_json(), ensure_ascii=False))) if as_json else None
         report = check_file(config, target, sink=sink)
     except ValidationError as exc:
-        raise _fail(ConfigError.from_validation(exc, where="loraflow data check")) from None
+        raise fail(ConfigError.from_validation(exc, where="loraflow data check")) from None
     except LoraflowError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps({"summary": _summary(report)}, ensure_ascii=False))
     else:
@@ -69,21 +62,20 @@ def prepare(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML fil
     from flows.config import load_pipeline
     from tasks.data.stage import prepare as prepare_data
     from tasks.data.target import DataTarget
-    from tasks.rundir import RunDir
 
     try:
         config = load_pipeline(pipeline)
     except ConfigError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     data = config.data.resolved(pipeline.resolve().parent)
     target = DataTarget(config.provider.name, config.training.base_model, config.training.epochs)
-    run = RunDir.create(config.run_root, config.name, hashlib.sha256(config.model_dump_json().encode()).hexdigest())
+    run = config.new_run()
     try:
         dataset = prepare_data(data, run, target)
     except DataError as exc:
-        raise _fail(f"{exc} (report: {run.root / 'report.md'})") from None
+        raise fail(f"{exc} (report: {run.root / 'report.md'})") from None
     except LoraflowError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"prepared {dataset.train_examples} train and {dataset.eval_examples} eval examples "
                f"({dataset.train_tokens:,} train tokens)")
     typer.echo(f"train  {dataset.train_path}\neval   {dataset.eval_path}\nreport {run.root / 'report.md'}")

@@ -57,6 +57,11 @@ def _spec(path: Path, index: int, entry: dict[str, Any]) -> DeploymentSpec:
         raise ConfigError(f"{path}: deployments.{index}: missing or malformed {exc}") from None
 
 
+def endpoints(specs: list[DeploymentSpec]) -> list[str | None]:
+    """The provider endpoints the deployments' pipelines name (`emulator` for an offline rehearsal)."""
+    return [(spec.parameters.get("pipeline") or {}).get("provider", {}).get("endpoint") for spec in specs]
+
+
 def _flow(spec: DeploymentSpec) -> Flow:
     file, _, name = spec.entrypoint.partition(":")
     return Flow.from_source(source=str(REPO), entrypoint=f"{file}:{name}")

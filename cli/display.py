@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from tasks.evaluation.gate import Decision
+from tasks.evaluation.decision import Decision
 
 STAGES = ("prepare", "upload", "submit", "train", "evaluate", "decide")
 _COLOURS = {"accept": "green", "accept_weak": "green", "marginal": "yellow", "underpowered": "yellow",

@@ -21,8 +21,8 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 def doctor(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]) -> None:
     """Check a pipeline is ready to run: credentials, base model, eval suites, data volume, budget."""
-    from flows.config import load_pipeline
     from cli.readiness import Readiness, diagnose
+    from flows.config import load_pipeline
 
     try:
         config = load_pipeline(pipeline)

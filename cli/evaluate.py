@@ -9,27 +9,19 @@ the registry's cache when an earlier run already paid for them. Exit codes: 0 do
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.console import console, errors, fail
 from providers.base import ModelRef
-from providers.errors import ConfigError, LoraflowError
+from providers.errors import LoraflowError
 
 # interspersed args: `loraflow eval PIPELINE --candidate M` when this app is mounted with add_typer
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"allow_interspersed_args": True})
-console = Console()
-errors = Console(stderr=True)
-
-
-def fail(exc: LoraflowError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 @app.callback(invoke_without_command=True)
@@ -42,14 +34,15 @@ def evaluate(
                                                        help="exit 3 unless accept or accept_weak")] = False,
 ) -> None:
     """Evaluate CANDIDATE against the baseline on the pipeline's suites and apply the promotion gate."""
+    from cli.rehearsal import emulator_for
     from flows.config import load_pipeline
 
     try:
         config = load_pipeline(pipeline)
-        summary = _run(config, candidate, baseline)
+        with emulator_for(config.provider.endpoint):
+            decision, run_dir = _run(config, candidate, baseline)
     except LoraflowError as exc:
         raise fail(exc) from None
-    decision, run_dir = summary
     if as_json:
         typer.echo(decision.model_dump_json(indent=2))
     else:
@@ -62,37 +55,30 @@ def evaluate(
 
 
 def _run(config, candidate: str, baseline: str | None):
+    """The finetune flow's evaluate and decide steps, on an existing model, without Prefect."""
     from tasks.connection import open_provider
+    from tasks.data.stage import prepare
+    from tasks.data.target import DataTarget
     from tasks.evaluation.config import HELDOUT
-    from tasks.evaluation.evaluate import record_evaluation, run_evaluation
+    from tasks.evaluation.evaluate import evaluate_and_record
+    from tasks.evaluation.gate import decide_and_record
     from tasks.evaluation.store import EvalStore
-    from tasks.evaluation.gate import decide, record_decision
     from tasks.registry import Registry
-    from tasks.rundir import RunDir
 
-    eval_config = config.eval  # load_pipeline resolved its item files
-    config_sha = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
-    run = RunDir.create(config.run_root, config.name, config_sha)
+    run, training = config.new_run(), config.training
     heldout = None
-    if any(s.items == HELDOUT for s in eval_config.effective_suites):
-        from tasks.data.stage import prepare
-        from tasks.data.target import DataTarget
-
-        target = DataTarget(config.provider.name, config.training.base_model, config.training.epochs)
+    if any(s.items == HELDOUT for s in config.eval.effective_suites):
+        target = DataTarget(config.provider.name, training.base_model, training.epochs)
         heldout = prepare(config.data, run, target).eval_path
     store = EvalStore(Registry.open(config.registry_url).engine)
-    base_model = config.training.base_model
-    refs = {role: ModelRef(provider=config.provider.name, model_id=model_id, base_model=base_model)
-            for role, model_id in (("base", baseline or base_model), ("candidate", candidate))}
-    with open_provider(config.provider.name, config.provider.options, config.provider.endpoint,
-                       config.provider.api_key_secret) as provider, \
-            Progress(TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                     console=errors, transient=True) as bar:
+    refs = {role: ModelRef(provider=config.provider.name, model_id=model_id, base_model=training.base_model)
+            for role, model_id in (("base", baseline or training.base_model), ("candidate", candidate))}
+    provider = open_provider(config.provider)
+    with Progress(TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=errors, transient=True) as bar:
         task = bar.add_task("answers", total=None)
-        evaluation = run_evaluation(provider, refs["base"], refs["candidate"], eval_config,
-                                    target=config.provider.target, heldout=heldout, store=store,
-                                    on_done=lambda done, total: bar.update(task, completed=done, total=total))
-    record_evaluation(evaluation, run)
-    decision = decide(evaluation, config.gate)
-    record_decision(decision, evaluation, run, store)
+        evaluation = evaluate_and_record(
+            provider, refs["base"], refs["candidate"], config.eval, run, target=config.provider.target,
+            heldout=heldout, store=store, on_done=lambda done, total: bar.update(task, completed=done, total=total))
+    decision, _ = decide_and_record(evaluation, config.gate, run, store)
     return decision, run.root

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cli.console import fail
 from providers.errors import ConfigError
 
 
@@ -33,8 +34,7 @@ def gateway(port: Annotated[int, typer.Option(help="port")] = 8800,
         built = build_gateway(Registry.open(registry), keys, default_base_url=upstream,
                               upstream_api_key=os.environ.get("LORAFLOW_UPSTREAM_API_KEY"), capture_dir=capture_dir)
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     try:
         uvicorn.run(create_app(built), host=host, port=port, access_log=False, ws="none")
     finally:

@@ -10,12 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
-from providers.errors import ConfigError, LoraflowError
-
-console = Console()
-errors = Console(stderr=True)
+from cli.console import console, errors, fail
+from providers.errors import LoraflowError
 
 
 def generate(inputs: Annotated[Path, typer.Argument(help="JSONL of inputs: {'prompt': ...} or {'messages': [...]}")],
@@ -36,21 +32,24 @@ def generate(inputs: Annotated[Path, typer.Argument(help="JSONL of inputs: {'pro
              ) -> None:
     """Run a teacher model over a file of inputs to produce training examples (resumable, cached, costed)."""
     from providers.base import Decoding
-    from tasks.data.generate import Teacher, open_teacher, read_inputs
+    from cli.rehearsal import emulator_for
+    from tasks.connection import open_chat_model
+    from tasks.data.generate import Teacher, read_inputs
     from tasks.data.generate import generate as run_generation
 
     if not inputs.is_file():
-        raise _fail(f"{inputs}: no such file")
+        raise fail(f"{inputs}: no such file")
     target = f"{teacher_provider}@{endpoint}" if endpoint else teacher_provider
     teacher = Teacher(teacher_provider, teacher_model, target, Decoding(temperature=temperature,
                                                                        max_tokens=max_tokens), system)
     try:
         console.print(f"{len(read_inputs(inputs, teacher))} inputs; teacher {teacher_model} at {target}")
-        with open_teacher(teacher_provider, {}, endpoint, api_key_secret) as model:
+        with emulator_for(endpoint):
+            model = open_chat_model(teacher_provider, {}, endpoint, api_key_secret, where="--api-key-secret")
             result = run_generation(inputs, out, teacher, model, concurrency=concurrency,
                                     requests_per_minute=requests_per_minute, max_usd=max_usd)
     except LoraflowError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     estimate = "unknown" if result.estimate.usd is None else f"${result.estimate.usd:,.4f}"
     actual = "unknown" if result.actual_usd is None else f"${result.actual_usd:,.4f}"
     console.print(f"{result.generated} answered, {result.cached} from the cache, {len(result.failed)} failed; "
@@ -65,16 +64,14 @@ def generate(inputs: Annotated[Path, typer.Argument(help="JSONL of inputs: {'pro
 
 
 def _check(out: Path, provider: str) -> None:
+    """Checked against the teacher's own training format, or the default one for a chat-only provider."""
+    from providers import PROVIDERS
     from tasks.data.config import DataConfig
-    from tasks.data.stage import check_file
+    from tasks.data.stage import UNSPECIFIED, check_file
     from tasks.data.target import DataTarget
 
-    report = check_file(DataConfig(path=out), DataTarget(provider if provider != "anthropic" else "openai", ""))
+    report = check_file(DataConfig(path=out), DataTarget(provider, "") if provider in PROVIDERS else UNSPECIFIED)
     diagnostics = report["diagnostics"]
     console.print(f"check: {diagnostics['errors']} errors, {diagnostics['warnings']} warnings "
                   f"(full report: loraflow data check {out})")
 
-
-def _fail(message: object) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(2 if isinstance(message, ConfigError | str) else 1)

@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cli.console import console, errors, fail
 from providers.errors import ConfigError, LoraflowError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Calibrate judge graders against human labels.")
-console = Console()
-errors = Console(stderr=True)
 
 
 def _grader_config(config, wanted: str):
@@ -64,8 +62,7 @@ def calibrate(
         result = run_calibration(build_grader(chosen.name, judge, **params), examples)
         store_calibration(store, result, labels)
     except LoraflowError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+        raise fail(exc) from None
     title = f"{grader} v{result.version}: judge {result.judge_model}, prompt {result.prompt_sha256[:12]}"
     table = Table(title=title)
     for column in ("examples", "unscored", "agreement", "kappa"):

@@ -11,20 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
-from providers.errors import ConfigError, LoraflowError
-
-console = Console()
-errors = Console(stderr=True)
+from cli.console import console, fail
+from providers.errors import LoraflowError
 _STYLE = {"info": "green", "warn": "yellow", "alert": "bold red"}
 
 PipelineFile = Annotated[Path, typer.Argument(help="the pipeline YAML file")]
-
-
-def _fail(exc: LoraflowError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 def retrain(pipeline: PipelineFile) -> None:
@@ -35,7 +26,7 @@ def retrain(pipeline: PipelineFile) -> None:
     try:
         summary = retrain_flow(load_pipeline(pipeline))
     except LoraflowError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     promoted = f"; registered v{summary.version} as challenger" if summary.version else ""
     console.print(f"[bold]{summary.winner}[/] wins: {summary.reason}{promoted}", highlight=False, soft_wrap=True)
     console.print(f"run directory: {summary.run_dir}", highlight=False, soft_wrap=True)
@@ -49,7 +40,7 @@ def monitor(pipeline: PipelineFile) -> None:
     try:
         summary = monitor_flow(load_pipeline(pipeline))
     except LoraflowError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     for finding in summary.findings:
         console.print(f"[{_STYLE[finding.severity]}]{finding.severity}[/] {finding.kind}: {finding.message}",
                       highlight=False, soft_wrap=True)

@@ -9,17 +9,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cli.console import console, fail
 from providers.errors import ConfigError
 from tasks.release.models import ModelRegistry
 from tasks.registry import Registry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Model versions, the champion/challenger aliases and their history.")
-console = Console()
-errors = Console(stderr=True)
 
 RegistryUrl = Annotated[str | None, typer.Option("--registry", help="SQLAlchemy URL; default LORAFLOW_REGISTRY_URL "
                                                                       "or $LORAFLOW_HOME/registry.db")]
@@ -29,11 +27,6 @@ By = Annotated[str | None, typer.Option(help="who: default the OS user")]
 
 def _models(url: str | None) -> ModelRegistry:
     return ModelRegistry(Registry.open(url))
-
-
-def _fail(exc: ConfigError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 @app.command("list")
@@ -56,7 +49,7 @@ def show(name: str, registry: RegistryUrl = None) -> None:
     models = _models(registry)
     versions = models.versions(name)
     if not versions:
-        raise _fail(ConfigError(f"no model {name!r}; allowed values: {', '.join(models.names()) or 'none yet'}"))
+        raise fail(ConfigError(f"no model {name!r}; allowed values: {', '.join(models.names()) or 'none yet'}"))
     aliases = {version: alias for alias, (version, _) in models.aliases(name).items()}
     table = Table("version", "alias", "served name", "base URL", "dataset", "job", "decision", "created")
     for v in versions:
@@ -89,7 +82,7 @@ def set_alias(name: str, alias: str, version: int, reason: Reason,
     try:
         _models(registry).set_alias(name, alias, version, weight=weight, reason=reason, by=by)
     except ConfigError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"{name}@{alias} -> v{version} at {weight:.0%}")
 
 
@@ -99,7 +92,7 @@ def promote(name: Annotated[str, typer.Argument(help="the model whose challenger
     try:
         version = _models(registry).promote(name, reason=reason, by=by)
     except ConfigError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"{name}@champion -> v{version}")
 
 
@@ -111,7 +104,7 @@ def rollback(target: Annotated[str, typer.Argument(help="NAME@challenger (weight
     try:
         version = _models(registry).rollback(name, alias or "challenger", reason=reason, by=by)
     except ConfigError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"{name}@{alias or 'challenger'}: " + (f"v{version}" if alias == "champion" else "weight 0"))
 
 
@@ -130,11 +123,11 @@ def canary(name: str, ramp: Annotated[str, typer.Option(help="challenger shares,
     try:
         policy = CanaryPolicy(ramp=[float(share) for share in ramp.split(",")], approval=approval, primary=primary)
     except ValidationError as exc:
-        raise _fail(ConfigError(f"--ramp {ramp!r}: {exc.errors()[0]['msg']}")) from None
+        raise fail(ConfigError(f"--ramp {ramp!r}: {exc.errors()[0]['msg']}")) from None
     except ValueError:
-        raise _fail(ConfigError(f"--ramp {ramp!r}: shares must be numbers, e.g. 0.01,0.05,0.1")) from None
+        raise fail(ConfigError(f"--ramp {ramp!r}: shares must be numbers, e.g. 0.01,0.05,0.1")) from None
     try:
         status = canary_flow(name, policy, registry, look_every_s=look_every_s)
     except ConfigError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"{name}: canary ended {status}")

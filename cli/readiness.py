@@ -20,18 +20,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from flows.config import Pipeline
 from providers import provider_class
 from providers.catalog import model_facts
 from providers.errors import ConfigError
 from tasks.training.costs import BudgetConfig
 from tasks.data.checks import RECIPE_MINIMUM
+from tasks.connection import EMULATOR
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig
 from tasks.recipes import Recipe, recipe
 
 Level = Literal["ok", "warn", "fail"]
 RETIRING_SOON = timedelta(days=90)
-_NO_KEY = ("fake", "local")
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class Readiness:
     recipe: str | None = None
 
     @classmethod
-    def of(cls, pipeline: Any) -> Readiness:
-        """From a loaded pipeline (flows.config.Pipeline; tasks do not import flows)."""
+    def of(cls, pipeline: Pipeline) -> Readiness:
+        """From a loaded pipeline file."""
         cfg = pipeline.provider
         return cls(provider=cfg.name, endpoint=cfg.endpoint, options=cfg.options, api_key_secret=cfg.api_key_secret,
                    base_model=pipeline.training.base_model, data=pipeline.data, eval=pipeline.eval,
@@ -66,11 +67,12 @@ class Readiness:
 
 
 def credentials(r: Readiness, environ: Mapping[str, str]) -> Finding:
-    if r.endpoint == "emulator" or r.provider in _NO_KEY:
+    provider = provider_class(r.provider)
+    if r.endpoint == EMULATOR or not getattr(provider, "needs_credentials", True):
         return Finding("credentials", "ok", f"{r.provider} at {r.endpoint or 'local'} needs no key")
     if r.api_key_secret:
         return Finding("credentials", "ok", f"key from Prefect Secret block {r.api_key_secret!r} (read at run)")
-    options: type[BaseModel] = provider_class(r.provider).Options
+    options: type[BaseModel] = provider.Options
     field = options.model_fields.get("api_key_env")
     if field is None:
         return Finding("credentials", "warn", f"{r.provider} takes its credentials from the vendor SDK's own chain; "

@@ -9,29 +9,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
+from cli.console import console, fail
 from providers.errors import ConfigError
-from providers.local.jobdir import write_json
+from providers.local.jobdir import trained_job_dir, write_json
 from providers.local.serve import serve_plan, shell_line
-
-console = Console()
-errors = Console(stderr=True)
-
+from tasks.rundir import RunDir
 
 def job_directory(run_dir: Path) -> Path:
     """RUN_DIR itself when it is a local job directory, else the job a pipeline run's manifest names."""
     if (run_dir / "job.json").exists():
         return run_dir
-    manifest = run_dir / "manifest.json"
-    if not manifest.exists():
+    run = RunDir(run_dir)
+    if not run.manifest_path.exists():
         raise ConfigError(f"{run_dir}: neither a local job directory (job.json) nor a run directory (manifest.json)")
-    training = json.loads(manifest.read_text(encoding="utf-8")).get("training") or {}
-    if training.get("provider") != "local":
-        raise ConfigError(f"{manifest}: the run trained on {training.get('provider')!r}; serve-model serves "
-                          "provider: local runs")
-    work_dir = Path(training["upload"]["train_file_id"]).parents[2]  # <work_dir>/datasets/<sha>/train.jsonl
-    return work_dir / "jobs" / training["job"]["job_id"]
+    try:
+        return trained_job_dir(run.manifest().get("training") or {})
+    except ConfigError as exc:
+        raise ConfigError(f"{run.manifest_path}: {exc}") from None
 
 
 def serve_model(run_dir: Annotated[Path, typer.Argument(help="a run directory or a local job directory")],
@@ -43,8 +37,7 @@ def serve_model(run_dir: Annotated[Path, typer.Argument(help="a run directory or
     try:
         plan = serve_plan(job_directory(run_dir), port=port, name=name)
     except ConfigError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     compose = plan.adapter.parent / "compose.yaml"
     compose.write_text(plan.compose(), encoding="utf-8")
     write_json(plan.adapter.parent / "serve.json", {"model": plan.name, "port": port, "command": plan.command()})

@@ -4,7 +4,7 @@ injection and the API-key check (Together's presigned upload URLs carry a token 
 Order matters: every API request is counted first (so a test sees retries of a faulted request),
 then faults apply, then the key is checked. Control routes under `/_emulator` skip all three:
 
-    GET    /_emulator/health               {"status": "ok"}
+    GET    /_emulator/health               {"status": "ok", "apis": {provider: the base URL path of its API}}
     GET    /_emulator/counters             EmulatorState.counters; DELETE resets them
     GET    /_emulator/faults               the live rules; POST adds a rule, a list, or {"rules": [...]};
                                            DELETE removes them all
@@ -39,6 +39,9 @@ from emulator.timeline import Timeline
 
 CONTROL_PREFIX = "/_emulator"
 ROUTES = [*openai_api.ROUTES, *together_api.ROUTES, *vertex_api.ROUTES, *bedrock_api.ROUTES]
+# what each SDK's base_url is, below the server's URL (served by /_emulator/health for tasks/connection.py)
+API_ROOTS = {"openai": "/v1", "together": together_api.PREFIX, "vertex": vertex_api.PREFIX,
+             "bedrock": bedrock_api.PREFIX}
 
 
 def build_app(state: EmulatorState, api_key: str | None = None) -> Starlette:
@@ -108,7 +111,7 @@ def _emulator(request: Request) -> EmulatorState:
 
 
 async def _health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "ok", "apis": API_ROOTS})
 
 
 async def _counters(request: Request) -> Response:

@@ -11,16 +11,11 @@ from typing import Self
 
 import uvicorn
 
-from emulator.app import build_app
-from emulator.bedrock.api import PREFIX as BEDROCK_PREFIX
+from emulator.app import API_ROOTS, build_app
 from emulator.state import EmulatorState
 from emulator.timeline import Timeline
-from emulator.together.api import PREFIX
-from emulator.vertex.api import PREFIX as VERTEX_PREFIX
 from providers.loopback import HOST, ThreadedServer, bind
 
-# what each SDK's base_url is, below the server's URL
-API_ROOTS = {"openai": "/v1", "together": PREFIX, "vertex": VERTEX_PREFIX, "bedrock": BEDROCK_PREFIX}
 _DROPPED = "ASGI callable returned without completing response."
 
 

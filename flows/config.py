@@ -7,48 +7,29 @@ where there is a fixed set, the allowed values. Paths in the file are relative t
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from providers import PROVIDERS, provider_class
+from providers import provider_class
 from providers.base import TrainingSpec
 from providers.errors import ConfigError
 from tasks.training.costs import BudgetConfig
+from tasks.connection import ProviderConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.lifecycle.monitor import MonitorConfig
 from tasks.training.polling import PollConfig
 from tasks.recipes import apply_recipe, recipes
 from tasks.lifecycle.retrain import RetrainConfig
-from tasks.secrets import SECRET_HELP
+from tasks.rundir import RunDir
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ProviderConfig(_Section):
-    name: str = Field(description=f"one of: {', '.join(PROVIDERS)}")
-    endpoint: str | None = Field(
-        default=None, description="'emulator' runs a loopback emulator for an offline rehearsal; a URL points "
-                                  "the provider at another endpoint; empty means the vendor's own")
-    options: dict[str, Any] = Field(default_factory=dict, description="provider-only knobs, checked by the provider")
-    api_key_secret: str | None = Field(default=None, description=SECRET_HELP)
-
-    @property
-    def target(self) -> str:
-        """Names where jobs live (provider plus endpoint): records of an emulator run never match a real one."""
-        return f"{self.name}@{self.endpoint}" if self.endpoint else self.name
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        if name not in PROVIDERS:
-            raise ValueError(f"unknown provider {name!r}; allowed values: {', '.join(sorted(PROVIDERS))}")
-        return name
 
 
 class Pipeline(_Section):
@@ -75,6 +56,15 @@ class Pipeline(_Section):
         if not isinstance(raw, dict) or not isinstance(raw.get("recipe"), str) or raw["recipe"] not in recipes():
             return raw  # no recipe, or one `_known_recipe` reports under its key
         return apply_recipe(raw).raw
+
+    @property
+    def config_sha256(self) -> str:
+        """Names the configuration in run directories and lineage."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def new_run(self) -> RunDir:
+        """A new run directory under `run_root/name`, named after the time and the configuration."""
+        return RunDir.create(self.run_root, self.name, self.config_sha256)
 
     @field_validator("recipe")
     @classmethod

@@ -58,9 +58,9 @@ def monitor(pipeline: Pipeline, today: date | None = None) -> MonitorSummary:
         findings += found
     if config.newest_base and champion is not None and frozen is not None:
         newest = ModelRef(provider=cfg.name, model_id=config.newest_base, base_model=config.newest_base)
-        with open_provider(cfg.name, cfg.options, cfg.endpoint, cfg.api_key_secret) as provider:
-            decision = compare_on_frozen_set(provider, champion_ref(champion), newest, pipeline.eval, pipeline.gate,
-                                             report, "gap", target=cfg.target, heldout=frozen[1], registry=registry)
+        decision = compare_on_frozen_set(open_provider(cfg), champion_ref(champion), newest, pipeline.eval,
+                                         pipeline.gate, report, "gap", target=cfg.target, heldout=frozen[1],
+                                         registry=registry)
         findings.append(gap_finding(decision, champion.served_name, config.newest_base, config.gap_margin))
     models = [pipeline.training.base_model, *([champion.base_model] if champion and champion.base_model else [])]
     findings += retirement_check(pipeline.model_dump(mode="json"), config, models, today or now.date(), report.root)

@@ -156,7 +156,8 @@ class Provider(ChatModel, Protocol):
 
     Every method is synchronous. Errors are raised from the tree in `providers.errors`:
     TransientProviderError for anything worth retrying, PermanentProviderError for refusals,
-    UnexpectedProviderResponse for a status or shape the adapter does not know.
+    UnexpectedProviderResponse for a status or shape the adapter does not know. A provider that needs no
+    account (it runs on this machine) sets the class attribute `needs_credentials = False`.
     """
 
     name: ClassVar[str]
@@ -210,6 +211,15 @@ class ServesModels(Protocol):
 
     def unserve(self, served: ModelRef) -> None:
         """Delete what `serve` made (a no-op when it is gone or was made by someone else)."""
+        ...
+
+
+@runtime_checkable
+class LossCurveSource(Protocol):
+    """A provider that can hand back a finished job's whole loss curve; others report only the last metrics."""
+
+    def loss_curve(self, job: JobRef) -> list[dict[str, float]]:
+        """Rows of step, train_loss and (where the job had a validation set) valid_loss, in step order."""
         ...
 
 

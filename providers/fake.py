@@ -50,6 +50,7 @@ class FakeOptions(BaseModel):
 
 class FakeProvider:
     name: ClassVar[str] = "fake"
+    needs_credentials: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = FakeOptions
 
     def __init__(self, options: FakeOptions | None = None) -> None:

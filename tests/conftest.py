@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="loraflow-tests-"))
@@ -39,6 +40,17 @@ def loraflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "loraflow-home"
     monkeypatch.setenv("LORAFLOW_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def emulator(loraflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A loopback emulator with its state under the test's LORAFLOW_HOME, named in LORAFLOW_EMULATOR_URL: what
+    the CLI starts for a pipeline with `endpoint: emulator`, for tests that call flows and tasks directly."""
+    from emulator import EmulatorServer
+
+    with EmulatorServer(state_dir=loraflow_home / "emulator") as server:
+        monkeypatch.setenv("LORAFLOW_EMULATOR_URL", server.url)
+        yield server
 
 
 def write_jsonl(path: Path, lines: list[str]) -> Path:

@@ -45,7 +45,7 @@ from providers.errors import (
     TransientProviderError,
     UnexpectedProviderResponse,
 )
-from providers.local.config import LocalOptions, parse_options, train_config
+from providers.local.config import LocalOptions, NAME, parse_options, train_config
 from providers.local.jobdir import JobDir, write_json
 from providers.local.loading import INSTALL_HINT, require
 
@@ -56,7 +56,8 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class LocalProvider:
-    name: ClassVar[str] = "local"
+    name: ClassVar[str] = NAME
+    needs_credentials: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = LocalOptions
 
     def __init__(self, options: LocalOptions | None = None, *, endpoint: str | None = None) -> None:

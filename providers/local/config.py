@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from providers.base import TrainingSpec
 from providers.errors import ConfigError
 
+NAME = "local"
 MAX_EPOCHS = 50
 
 # TrainingSpec field -> the Axolotl key it fills

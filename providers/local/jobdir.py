@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from providers.errors import ConfigError
+from providers.local.config import NAME
+
 
 def write_json(path: Path, value: Any) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
@@ -80,3 +83,12 @@ class JobDir:
         except FileNotFoundError:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def trained_job_dir(training: dict[str, Any]) -> Path:
+    """The job directory of a pipeline run's `training` record (its manifest section) when this provider trained
+    it; ConfigError for a run on another provider."""
+    if training.get("provider") != NAME:
+        raise ConfigError(f"the run trained on {training.get('provider')!r}; serve-model serves provider: {NAME} runs")
+    work_dir = Path(training["upload"]["train_file_id"]).parents[2]  # <work_dir>/datasets/<sha>/train.jsonl
+    return work_dir / "jobs" / training["job"]["job_id"]

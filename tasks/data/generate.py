@@ -18,23 +18,19 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers import get_chat_model
 from providers.base import ChatModel, Completion, Decoding, Message, ModelRef
 from providers.catalog import model_facts
 from providers.errors import ConfigError, ProviderError
-from tasks.connection import EMULATOR, open_provider
 from tasks.data.tokens import token_counter
 from tasks.evaluation.calls import ModelCaller
 from tasks.evaluation.ratelimit import TokenBucket
 from tasks.rundir import atomic_write, write_json
-from tasks.secrets import secret_value
 
 
 @dataclass(frozen=True)
@@ -232,16 +228,3 @@ def generate(inputs: Path, output: Path, teacher: Teacher, model: ChatModel, *, 
                 "teacher": {"provider": teacher.provider, "model": teacher.model, "target": teacher.target,
                             "decoding": teacher.decoding.model_dump(mode="json")}})
     return result
-
-
-@contextmanager
-def open_teacher(provider: str, options: dict[str, Any], endpoint: str | None,
-                 api_key_secret: str | None = None) -> Iterator[ChatModel]:
-    """The teacher's chat model: any provider or chat-only adapter; `endpoint: emulator` runs the loopback
-    emulator (for the providers it speaks), as the pipeline's provider section does."""
-    if endpoint == EMULATOR:
-        with open_provider(provider, options, endpoint) as model:
-            yield model
-        return
-    api_key = secret_value(api_key_secret, "--api-key-secret") if api_key_secret else None
-    yield get_chat_model(provider, options, base_url=endpoint, api_key=api_key)

@@ -1,7 +1,7 @@
 """The evaluation step: run every suite on base and candidate, keep every output in the run directory.
 
-`run_evaluation` is the plain function (the `loraflow eval` command calls it); `evaluate_models` is the
-task the finetune flow calls. What comes back, an `Evaluation`, is everything the gate needs: per-item
+`evaluate_and_record` is the plain function (the `loraflow eval` command calls it); `evaluate_models` is the
+task the finetune flow calls, the same step with milestones in the run log. What comes back, an `Evaluation`, is everything the gate needs: per-item
 results, what each grader is (versions, judge, human agreement), and what the run paid for.
 """
 
@@ -119,6 +119,17 @@ def record_evaluation(evaluation: Evaluation, run: RunDir) -> Path:
     return outputs
 
 
+def evaluate_and_record(model: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig, run: RunDir,
+                        *, target: str, heldout: Path | None = None, store: EvalStore | None = None,
+                        judge: ChatModel | None = None, on_done: Callable[[int, int], None] | None = None
+                        ) -> Evaluation:
+    """`run_evaluation`, then its outputs recorded in the run directory (`record_evaluation`)."""
+    evaluation = run_evaluation(model, base, candidate, config, target=target, heldout=heldout, store=store,
+                                judge=judge, on_done=on_done)
+    record_evaluation(evaluation, run)
+    return evaluation
+
+
 @task(name="evaluate", **LOCAL_WORK)
 def evaluate_models(provider: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig, run: RunDir, *,
                     target: str, heldout: Path | None = None, registry: Registry | None = None,
@@ -128,11 +139,10 @@ def evaluate_models(provider: ChatModel, base: ModelRef, candidate: ModelRef, co
     missing."""
     names = ", ".join(s.name for s in config.effective_suites)
     milestone("evaluate", "evaluating %s against %s on suites %s", candidate.model_id, base.model_id, names)
-    evaluation = run_evaluation(
-        provider, base, candidate, config, target=target, heldout=heldout, judge=judge,
+    evaluation = evaluate_and_record(
+        provider, base, candidate, config, run, target=target, heldout=heldout, judge=judge,
         store=EvalStore(registry.engine) if registry is not None else None,
         on_done=lambda done, total: progress("evaluate", done, total, "%d/%d answers", done, total))
-    record_evaluation(evaluation, run)
     milestone("evaluate", "evaluated %d answers: %d infra errors, %d provider calls, %d from the cache",
               len(evaluation.results), evaluation.answer_errors, evaluation.usage["calls"],
               evaluation.usage["cache_hits"])

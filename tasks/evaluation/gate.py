@@ -13,10 +13,9 @@ from collections.abc import Callable
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from pydantic import BaseModel, ConfigDict
-
-from tasks.evaluation.compare import Comparison, Telling, compare_all, telling_items
+from tasks.evaluation.compare import Comparison, compare_all, telling_items
 from tasks.evaluation.config import GateConfig
+from tasks.evaluation.decision import Decision, RuleCheck
 from tasks.evaluation.evaluate import Evaluation
 from tasks.evaluation.report import render_report
 from tasks.evaluation.rules import RuleTable, Thresholds, load_rules
@@ -29,40 +28,6 @@ from tasks.rundir import RunDir, atomic_write, write_json
 _FLOOR = 0.05
 _MIN_KAPPA = 0.6
 _PINNED = re.compile(r"\d{4}-?\d{2}-?\d{2}|@|:\d|-v\d")
-
-
-class RuleCheck(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    outcome: str
-    matched: bool
-    why: str
-
-
-ACCEPTED = ("accept", "accept_weak")
-
-
-class Decision(BaseModel):
-    """What the gate decided and why. `primary` names the deciding metric as suite/grader."""
-
-    model_config = ConfigDict(frozen=True)
-
-    outcome: str
-    rules_version: str
-    primary: str
-    reason: str
-    action: str
-    infra_error_rate: float
-    thresholds: Thresholds
-    comparisons: list[Comparison]
-    checks: list[RuleCheck]
-    notes: list[str]
-    telling: list[Telling]
-
-    @property
-    def accepted(self) -> bool:
-        """Whether the candidate may go on (to serving for good, the registry, the canary)."""
-        return self.outcome in ACCEPTED
 
 
 class _Facts:
@@ -273,14 +238,22 @@ def record_decision(decision: Decision, evaluation: Evaluation, run: RunDir, sto
     return report
 
 
-@task(name="decide", **LOCAL_WORK)
-def decide_promotion(evaluation: Evaluation, gate: GateConfig, run: RunDir, registry: Registry | None = None,
-                     notes: list[str] | None = None) -> Decision:
-    """`notes` (training health, the comparison with a teacher) join the decision's own: shown, never deciding."""
+def decide_and_record(evaluation: Evaluation, gate: GateConfig, run: RunDir, store: EvalStore | None = None,
+                      notes: list[str] | None = None) -> tuple[Decision, str]:
+    """`decide`, then the decision recorded (`record_decision`); returns it and the report's markdown. `notes`
+    (training health, the comparison with a teacher) join the decision's own: shown, never deciding."""
     decision = decide(evaluation, gate)
     if notes:
         decision = decision.model_copy(update={"notes": [*decision.notes, *notes]})
-    report = record_decision(decision, evaluation, run, EvalStore(registry.engine) if registry is not None else None)
+    return decision, record_decision(decision, evaluation, run, store)
+
+
+@task(name="decide", **LOCAL_WORK)
+def decide_promotion(evaluation: Evaluation, gate: GateConfig, run: RunDir, registry: Registry | None = None,
+                     notes: list[str] | None = None) -> Decision:
+    """The gate as the flow's step, with the report and the comparison table as artifacts."""
+    store = EvalStore(registry.engine) if registry is not None else None
+    decision, report = decide_and_record(evaluation, gate, run, store, notes)
     create_markdown_artifact(markdown=report, key="eval-report",
                              description=f"{decision.outcome.upper()} ({decision.rules_version})")
     create_table_artifact(table=[c.model_dump() for c in decision.comparisons], key="eval-comparison",

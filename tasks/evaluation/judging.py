@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from providers import CHAT_MODELS, get_chat_model
+from providers import CHAT_MODELS
 from providers.base import ChatModel, ModelRef
+from tasks.connection import open_chat_model
 from tasks.evaluation.calls import ModelCaller
 from tasks.evaluation.graders import Judge
 from tasks.evaluation.ratelimit import TokenBucket
 from tasks.evaluation.store import EvalStore
-from tasks.secrets import secret_value
 
 if TYPE_CHECKING:  # config validates judge names with chat_model_names(); only the annotation points back
     from tasks.evaluation.config import JudgeConfig
@@ -32,8 +32,8 @@ def make_judge(config: JudgeConfig, model: ChatModel | None = None, *, store: Ev
                ) -> tuple[Judge, ModelCaller]:
     """The judge of `config` (on `model` when given, else built from the config) and its caller."""
     if model is None:
-        api_key = secret_value(config.api_key_secret, "eval.judge.api_key_secret") if config.api_key_secret else None
-        model = get_chat_model(config.provider, config.options, base_url=config.endpoint, api_key=api_key)
+        model = open_chat_model(config.provider, config.options, config.endpoint, config.api_key_secret,
+                                where="eval.judge.api_key_secret")
     limiter = TokenBucket.per_minute(config.requests_per_minute) if config.requests_per_minute else None
     caller = ModelCaller(model, judge_target(config), store=store, limiter=limiter)
     ref = ModelRef(provider=config.provider, model_id=config.model, base_model=config.model)

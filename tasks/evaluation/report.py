@@ -3,12 +3,9 @@ CI, the decision and why, what the evaluation cannot show, and the most telling 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the gate imports this module; the types are only for annotations
-    from tasks.evaluation.compare import Comparison
-    from tasks.evaluation.evaluate import Evaluation
-    from tasks.evaluation.gate import Decision
+from tasks.evaluation.compare import Comparison
+from tasks.evaluation.decision import Decision
+from tasks.evaluation.evaluate import Evaluation
 
 
 def _value(c: Comparison, side: str) -> str:

@@ -23,12 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from providers.catalog import model_facts
+from providers.catalog import catalog_providers, model_facts, models
 from providers.errors import ConfigError
 from tasks.data.tokens import TokenCounter
 from tasks.lifecycle.drift import DriftConfig, FeatureDrift, input_drift
 from tasks.evaluation.compare import Comparison
-from tasks.evaluation.gate import Decision
+from tasks.evaluation.decision import Decision
 from tasks.release.models import Experiment
 from tasks.registry import create_tables
 from tasks.rundir import atomic_write
@@ -214,10 +214,8 @@ def render_report(name: str, findings: list[Finding], metrics: dict[str, Any], d
 
 def alternatives(provider: str, today: date, horizon_days: int, limit: int = 3) -> list[str]:
     """Catalog models on other providers that serve beyond the horizon (or name no end): migration targets."""
-    from providers.catalog import models
-
     found = []
-    for other in ("openai", "together", "bedrock", "vertex"):
+    for other in catalog_providers():
         if other == provider:
             continue
         for model in models(other):

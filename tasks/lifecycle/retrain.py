@@ -31,7 +31,8 @@ from tasks.data.stage import prepare
 from tasks.data.target import DataTarget
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.evaluation.evaluate import evaluate_models
-from tasks.evaluation.gate import Decision, decide_promotion
+from tasks.evaluation.decision import Decision
+from tasks.evaluation.gate import decide_promotion
 from tasks.release.models import ModelAlias, ModelRegistry, ModelVersion
 from tasks.registry import Registry, create_tables
 from tasks.rundir import RunDir, atomic_write, sha256_file, write_json

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import task
 
 from providers.base import ModelRef
-from tasks.evaluation.gate import Decision
+from tasks.evaluation.decision import Decision
 from tasks.release.models import ModelRegistry
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone

@@ -149,18 +149,19 @@ def snapshot(store: TrafficStore, experiment_id: int, primary: str, *, weight: f
         metrics["schema_failure"][arm] = Moments.of([float(not e.schema_valid) for e in ok
                                                      if e.schema_valid is not None])
         metrics["refusal"][arm] = Moments.of([float(bool(e.refusal)) for e in ok if e.refusal is not None])
-        latest = [e for e in rows if (now - _aware(e.ts)).total_seconds() <= window_s]
+        latest = [e for e in rows if (now - aware(e.ts)).total_seconds() <= window_s]
         recent[arm] = _window(latest)
     scores: dict[str, list[float]] = {"treatment": [], "control": []}
     for arm, value in store.outcomes(experiment_id, primary):
         scores.setdefault(arm, []).append(value)
     metrics[primary] = {arm: Moments.of(values) for arm, values in scores.items()}
-    units = {arm: len({e.unit_id for e in rows if _aware(e.ts) >= step_started}) for arm, rows in by_arm.items()}
+    units = {arm: len({e.unit_id for e in rows if aware(e.ts) >= step_started}) for arm, rows in by_arm.items()}
     return Snapshot(weight, (now - started).total_seconds(), (now - step_started).total_seconds(), units,
                     metrics, recent)
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
+    """`value` with UTC as its zone when it has none (SQLite hands timestamps back without one)."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # SQLite drops the zone
 
 

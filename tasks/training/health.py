@@ -15,14 +15,14 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 import numpy as np
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from scipy import stats
 
-from providers.base import JobRef, JobStatus, PreparedDataset, TrainingSpec
+from providers.base import JobStatus, LossCurveSource, PreparedDataset, TrainingSpec
 from providers.errors import ProviderError
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone
@@ -34,13 +34,6 @@ _TAIL = 0.4  # the last part of the curve the trends are read from
 _FLAT = 0.02  # relative change of the training loss below which it "did not move"
 _RISE = 0.05  # validation loss this far above its minimum, at the end, is a rise
 _MEMORISED = 0.02
-
-
-@runtime_checkable
-class LossCurveSource(Protocol):
-    """A provider that can hand back a finished job's whole curve (rows of step, train_loss, valid_loss...)."""
-
-    def loss_curve(self, job: JobRef) -> list[dict[str, float]]: ...
 
 
 @dataclass(frozen=True)

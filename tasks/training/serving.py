@@ -13,7 +13,7 @@ import logging
 from prefect import task
 
 from providers.base import ModelRef, Provider, ServesModels
-from tasks.evaluation.gate import Decision
+from tasks.evaluation.decision import Decision
 from tasks.policy import PROVIDER_CALL
 from tasks.progress import milestone
 from tasks.rundir import RunDir

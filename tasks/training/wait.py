@@ -21,7 +21,8 @@ from providers.base import JobRef, JobState, JobStatus, Provider
 from providers.errors import JobFailed, UnexpectedProviderResponse
 from tasks.policy import PROVIDER_CALL
 from tasks.training.polling import PollConfig, StallWatch, StepRate, next_interval, remaining_s
-from tasks.progress import JobReport, milestone
+from tasks.progress import milestone
+from tasks.training.report import JobReport
 from tasks.registry import Registry
 
 

@@ -404,7 +404,7 @@ def test_control_api_scripts_faults_and_timeline(server: EmulatorServer, client:
     control = httpx2.Client(base_url=f"{server.url}/_emulator")
     previous = control.get("/timeline").json()
     try:
-        assert control.get("/health").json() == {"status": "ok"}
+        assert control.get("/health").json() == {"status": "ok", "apis": {"openai": "/v1", "together": "/together", "vertex": "/vertex", "bedrock": "/bedrock"}}
         control.post("/faults", json=[{"route": "GET /v1/files", "kind": "server_error", "status": 502}])
         with pytest.raises(openai.InternalServerError):
             client.files.list()

@@ -19,8 +19,8 @@ RECIPES = Path(__file__).resolve().parents[2] / "examples" / "recipes"
 RECIPE = RECIPES / "format-strict"
 
 
-@pytest.mark.usefixtures("prefect_api")
-def test_the_format_strict_recipe_runs_and_warns_about_its_epochs(tmp_path: Path, loraflow_home: Path) -> None:
+@pytest.mark.usefixtures("prefect_api", "emulator")
+def test_the_format_strict_recipe_runs_and_warns_about_its_epochs(tmp_path: Path) -> None:
     config = yaml.safe_load((RECIPE / "pipeline.yaml").read_text())
     config["data"]["path"] = str(RECIPE / config["data"]["path"])
     config["training"]["epochs"] = 12  # the user's key wins over the preset's 3, and is too many for 80 examples
@@ -49,7 +49,7 @@ OTHERS = {"voice-match": "voice/llm_pairwise", "dsl": "target/syntax_check", "di
 
 @pytest.mark.usefixtures("prefect_api")
 @pytest.mark.parametrize("recipe", list(OTHERS))
-def test_every_other_recipe_runs_and_decides_on_its_own_metric(recipe: str, tmp_path: Path, loraflow_home: Path,
+def test_every_other_recipe_runs_and_decides_on_its_own_metric(recipe: str, tmp_path: Path, emulator: EmulatorServer,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     root = RECIPES / recipe
     config = yaml.safe_load((root / "pipeline.yaml").read_text())
@@ -62,14 +62,13 @@ def test_every_other_recipe_runs_and_decides_on_its_own_metric(recipe: str, tmp_
         suite["max_items"] = 12
     config.update(run_root=str(tmp_path / "runs"), poll={"min_interval_s": 0.01, "max_interval_s": 0.05,
                                                          "max_wait_s": 120})
-    with EmulatorServer() as judge:  # the voice recipe's judge, on loopback instead of Anthropic
-        if "judge" in config["eval"]:
-            monkeypatch.setenv("OPENAI_API_KEY", "emulator")
-            config["eval"]["judge"].update(provider="openai", model="gpt-4o-mini-2024-07-18",
-                                           endpoint=judge.base_url, votes=1)
-        path = tmp_path / "pipeline.yaml"
-        path.write_text(yaml.safe_dump(config))
-        summary = finetune(load_pipeline(path))
+    if "judge" in config["eval"]:  # the voice recipe's judge, on the emulator instead of Anthropic
+        monkeypatch.setenv("OPENAI_API_KEY", "emulator")
+        config["eval"]["judge"].update(provider="openai", model="gpt-4o-mini-2024-07-18",
+                                       endpoint=emulator.base_url, votes=1)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    summary = finetune(load_pipeline(path))
 
     manifest = json.loads((summary.run_dir / "manifest.json").read_text())
     assert manifest["config"]["recipe"] == recipe

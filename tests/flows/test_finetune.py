@@ -81,8 +81,8 @@ CLOUDS = {
 
 
 @pytest.mark.parametrize("name", list(CLOUDS))
-def test_the_quickstart_runs_on_the_cloud_providers_through_the_emulator(name: str, tmp_path: Path,
-                                                                         loraflow_home: Path) -> None:
+@pytest.mark.usefixtures("emulator")
+def test_the_quickstart_runs_on_the_cloud_providers_through_the_emulator(name: str, tmp_path: Path) -> None:
     options, base_model, seed = CLOUDS[name]
     target_only = [{"name": "target", "role": "target", "items": "heldout", "primary": "five_verb_bullets",
                     "graders": [{"name": "five_verb_bullets"}]}]

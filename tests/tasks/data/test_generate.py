@@ -12,7 +12,8 @@ import pytest
 from providers.base import Completion, Decoding, Message, ModelRef
 from providers.errors import ConfigError, TransientProviderError
 from tasks.data.config import DataConfig
-from tasks.data.generate import Teacher, generate, open_teacher
+from tasks.connection import open_chat_model
+from tasks.data.generate import Teacher, generate
 from tasks.data.stage import prepare
 from tasks.data.target import DataTarget
 from tasks.rundir import RunDir
@@ -91,13 +92,14 @@ def test_bad_inputs_and_a_price_above_the_limit_stop_before_any_call(tmp_path: P
     assert model.calls == []
 
 
-def test_teacher_data_from_the_emulator_passes_the_data_step(tmp_path: Path, loraflow_home: Path) -> None:
+@pytest.mark.usefixtures("emulator")
+def test_teacher_data_from_the_emulator_passes_the_data_step(tmp_path: Path) -> None:
     teacher = Teacher("together", "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference", "together@emulator",
                       Decoding(max_tokens=256))
     out = tmp_path / "teacher.jsonl"
-    with open_teacher("together", {}, "emulator") as model:
-        first = generate(INPUTS, out, teacher, model, concurrency=4)
-        again = generate(INPUTS, out, teacher, model)
+    model = open_chat_model("together", {}, "emulator", where="--api-key-secret")
+    first = generate(INPUTS, out, teacher, model, concurrency=4)
+    again = generate(INPUTS, out, teacher, model)
     assert (first.generated, first.calls, first.failed) == (24, 24, [])
     assert (again.generated, again.cached, again.calls) == (0, 24, 0)
     assert first.actual_usd is not None and 0 < first.actual_usd < first.estimate.usd

@@ -11,7 +11,7 @@ import httpx
 from gateway.app import create_app
 from gateway.server import build_gateway
 from providers.loopback import ThreadedServer
-from tasks.evaluation.gate import Decision
+from tasks.evaluation.decision import Decision
 from tasks.release.models import ModelRegistry
 from tasks.registry import Registry
 from tasks.lifecycle.retrain import (

@@ -86,7 +86,7 @@ def test_cli_lists_shows_promotes_and_rolls_back(tmp_path: Path):
 
 def test_an_accepted_candidate_becomes_challenger_at_weight_zero(tmp_path: Path):
     from providers.base import ModelRef
-    from tasks.evaluation.gate import Decision
+    from tasks.evaluation.decision import Decision
     from tasks.release.promotion import register_candidate_fn
     from tasks.rundir import RunDir
 

@@ -40,7 +40,7 @@ from tasks.evaluation.calls import ModelCaller
 from tasks.evaluation.items import EvalItem
 from tasks.evaluation.runner import answer
 from tasks.training.polling import PollConfig
-from tasks.progress import JobReport
+from tasks.training.report import JobReport
 from tasks.registry import Registry
 from tasks.training.submit import submission_key, submit_job, upload_dataset
 from tasks.training.wait import JobWatcher, poll_job

@@ -9,7 +9,7 @@ import pytest
 
 from providers.base import ModelRef, ServesModels
 from providers.fake import FakeProvider
-from tasks.evaluation.gate import Decision
+from tasks.evaluation.decision import Decision
 from tasks.rundir import RunDir
 from tasks.training.serving import release_serving, serve_model, serving_name
 
