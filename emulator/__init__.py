@@ -10,13 +10,16 @@ Tests and offline rehearsals point a client at it instead of the vendor:
         ...
         server.state.counters["requests"]["POST /v1/fine_tuning/jobs"]
 
-OpenAI routes (openai_api.py, under /v1): files (upload, list, retrieve, content), fine_tuning/jobs
+OpenAI routes (openai/api.py, under /v1): files (upload, list, retrieve, content), fine_tuning/jobs
 (create, list with metadata filter, retrieve, events, checkpoints, cancel, pause, resume), chat
-completions. Together routes (together_api.py, under /together/v1): the three-request upload, model
+completions. Together routes (together/api.py, under /together/v1): the three-request upload, model
 limits, price estimate, fine-tunes (create, list, retrieve, events, metrics, checkpoints, cancel), the
-adapter download, chat completions. Both share the fault rules (faults.py), the counters, the serving
-knobs for chat completions (serving.py) and the control routes under /_emulator (app.py). Jobs follow a
-scripted `Timeline` (timeline.py) derived from the clock, so no thread drives them; a Together job can
+adapter download, chat completions. Vertex AI with Cloud Storage (vertex/api.py, under /vertex) and
+Bedrock with S3 (bedrock/api.py, under /bedrock). Each vendor package holds its store, wire shapes and
+routes on top of the vendor-neutral core: the state (state.py: lock, clock, counters, persistence, the
+vendor stores), the fault rules (faults.py), the serving knobs for chat completions (serving.py) and the
+shared wire pieces (wire.py); app.py assembles them with the control routes under /_emulator. Jobs follow
+a scripted `Timeline` (timeline.py) derived from the clock, so no thread drives them; a Together job can
 be restarted under a new id (`restart_at_step`). With `state_dir` files and jobs survive a restart.
 
 From a shell, `serve_forever(port, state_dir, api_key, speed)` runs it in the foreground (the CLI's

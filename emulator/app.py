@@ -1,5 +1,7 @@
-"""The ASGI app: OpenAI routes (/v1) and Together routes (/together/v1) behind request counting, fault
-injection and the API-key check (Together's presigned upload URLs carry a token instead of the key).
+"""The ASGI app, the one module that assembles every vendor: the OpenAI (/v1), Together (/together),
+Vertex (/vertex) and Bedrock (/bedrock) routes of `emulator/<vendor>/api.py` behind request counting,
+fault injection and the API-key check (Together's presigned upload URLs carry a token instead of the key;
+Bedrock requests are SigV4-signed, and bedrock/api.py checks the access key id).
 
 Order matters: every API request is counted first (so a test sees retries of a faulted request),
 then faults apply, then the key is checked. Control routes under `/_emulator` skip all three:
@@ -28,14 +30,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
 from emulator.bedrock import api as bedrock_api
-from emulator.openai import api as openai_api
-from emulator.together import api as together_api
-from emulator.vertex import api as vertex_api
 from emulator.faults import FaultMiddleware
-from emulator.openai.api import json_body
-from emulator.openai.shapes import ApiError
+from emulator.openai import api as openai_api
 from emulator.state import EmulatorState
 from emulator.timeline import Timeline
+from emulator.together import api as together_api
+from emulator.vertex import api as vertex_api
+from emulator.wire import ApiError, json_body
 
 CONTROL_PREFIX = "/_emulator"
 ROUTES = [*openai_api.ROUTES, *together_api.ROUTES, *vertex_api.ROUTES, *bedrock_api.ROUTES]
@@ -57,7 +58,7 @@ def build_app(state: EmulatorState, api_key: str | None = None) -> Starlette:
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.state.emulator = state
-    app.state.api_key = api_key  # bedrock_api compares it with the SigV4 access key id
+    app.state.api_key = api_key  # bedrock/api.py compares it with the SigV4 access key id
     return app
 
 
@@ -102,7 +103,8 @@ async def _api_error(request: Request | None, exc: ApiError) -> Response:
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     # the service answers unknown routes with its usual error envelope, not starlette's plain text
-    message = f"Invalid URL ({request.method} {request.url.path})" if exc.status_code in (404, 405) else exc.detail
+    unknown = exc.status_code in (404, 405)
+    message = f"Invalid URL ({request.method} {request.url.path})" if unknown else exc.detail
     return JSONResponse(ApiError(exc.status_code, message).body(), status_code=exc.status_code)
 
 

@@ -1,4 +1,5 @@
-"""The two things the emulator stores: uploaded files and fine-tuning jobs, as plain records.
+"""The two things the OpenAI store (openai/store.py) keeps: uploaded files and fine-tuning jobs, as plain
+records.
 
 A job record holds only what its creator sent and what people did to it (pauses, a cancel); its status,
 events and checkpoints are derived on demand by `timeline.progress`.
@@ -65,7 +66,8 @@ class JobRecord:
         return bool(self.pauses) and self.pauses[-1][1] is None
 
     def progress(self, now: float) -> Progress:
-        return progress(self.timeline, self.created_at, now, pauses=self.pauses, cancelled_at=self.cancelled_at)
+        return progress(self.timeline, self.created_at, now, pauses=self.pauses,
+                        cancelled_at=self.cancelled_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "timeline": self.timeline.to_dict()}

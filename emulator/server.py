@@ -58,9 +58,11 @@ class EmulatorServer(ThreadedServer):
         return f"{self.url}/v1"
 
     def base_url_for(self, provider: str) -> str:
-        """What the named provider's client takes as base_url: `openai` or `together`."""
+        """What the named provider's client takes as base_url: one of API_ROOTS (`openai`, `together`,
+        `vertex`, `bedrock`)."""
         if provider not in API_ROOTS:
-            raise ValueError(f"the emulator does not speak {provider!r}; allowed values: {', '.join(API_ROOTS)}")
+            raise ValueError(f"the emulator does not speak {provider!r}; allowed values: "
+                             f"{', '.join(API_ROOTS)}")
         return f"{self.url}{API_ROOTS[provider]}"
 
     def start(self, timeout: float = 10.0) -> Self:
@@ -69,13 +71,15 @@ class EmulatorServer(ThreadedServer):
 
 
 def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key: str | None = None,
-                  speed: float = 1.0, *, latency_s: float = 0.0, requests_per_minute: int | None = None) -> None:
+                  speed: float = 1.0, *, latency_s: float = 0.0,
+                  requests_per_minute: int | None = None) -> None:
     """Serve in the foreground until Ctrl-C; `speed` scales the default timeline of new jobs."""
     # speed 1 keeps a timeline saved in state_dir; any other speed replaces it for new jobs
     state = EmulatorState(state_dir, timeline=Timeline(speed=speed) if speed != 1.0 else None,
                           latency_s=latency_s, requests_per_minute=requests_per_minute)
-    server = uvicorn.Server(uvicorn.Config(build_app(state, api_key), log_config=uvicorn.config.LOGGING_CONFIG,
-                                           access_log=False, ws="none", **_CONFIG))
+    server = uvicorn.Server(uvicorn.Config(build_app(state, api_key),
+                                           log_config=uvicorn.config.LOGGING_CONFIG, access_log=False,
+                                           ws="none", **_CONFIG))
     _quiet_uvicorn()
     sock = bind(port)
     where = f"state in {state_dir}" if state_dir else "in memory"

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emulator.openai.shapes import ApiError
+from emulator.wire import ApiError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Where the store's bytes go: memory, or a state directory that survives a restart.
 
-On disk, an uploaded file is `<state_dir>/files/<id>` and the metadata is `<state_dir>/state.json`,
-replaced atomically (temporary file + os.replace) so a crash mid-write never leaves half a snapshot.
+On disk, an uploaded file is `<state_dir>/files/<id>` and each snapshot is a JSON file beside it
+(`state.json` for the core, and a file of their own for the vendors that keep one, such as
+`vertex.json`), replaced atomically (temporary file + os.replace) so a crash mid-write never leaves half
+a snapshot.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
+
+SNAPSHOT = "state.json"
 
 
 class Storage:
@@ -31,16 +35,17 @@ class Storage:
             return self._blobs[name]
         return (self.state_dir / "files" / name).read_bytes()
 
-    def save(self, snapshot: dict[str, Any]) -> None:
+    def save(self, snapshot: dict[str, Any], file: str = SNAPSHOT) -> None:
+        """Replace `<state_dir>/<file>` with the snapshot (a no-op without a state directory)."""
         if self.state_dir is None:
             return
-        target = self.state_dir / "state.json"
-        temporary = target.with_name(f".state.{os.getpid()}.{threading.get_ident()}.tmp")
+        target = self.state_dir / file
+        temporary = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         temporary.write_text(json.dumps(snapshot, indent=1), encoding="utf-8")
         os.replace(temporary, target)
 
-    def load(self) -> dict[str, Any] | None:
-        """The last saved snapshot, or None when there is none (or no state directory)."""
-        if self.state_dir is None or not (self.state_dir / "state.json").exists():
+    def load(self, file: str = SNAPSHOT) -> dict[str, Any] | None:
+        """The last saved snapshot in `file`, or None when there is none (or no state directory)."""
+        if self.state_dir is None or not (self.state_dir / file).exists():
             return None
-        return json.loads((self.state_dir / "state.json").read_text(encoding="utf-8"))
+        return json.loads((self.state_dir / file).read_text(encoding="utf-8"))

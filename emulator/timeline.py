@@ -106,7 +106,8 @@ class Progress:
 def step_metrics(step: int, total: int) -> dict[str, float]:
     """A smooth, decreasing loss curve: the same numbers for the same step every time."""
     decay = math.exp(-3.0 * step / total)
-    return {"train_loss": round(0.35 + 1.9 * decay, 4), "train_mean_token_accuracy": round(0.95 - 0.55 * decay, 4)}
+    return {"train_loss": round(0.35 + 1.9 * decay, 4),
+            "train_mean_token_accuracy": round(0.95 - 0.55 * decay, 4)}
 
 
 def progress(timeline: Timeline, created_at: float, now: float, *, pauses: Pauses = (),
@@ -126,7 +127,8 @@ def progress(timeline: Timeline, created_at: float, now: float, *, pauses: Pause
     ]
     step = max((e.data["step"] for e in events if e.type == "metrics"), default=0)
     ending = _ending(timeline)
-    finished_at = _wall(ending[0], created_at, pauses, timeline.speed) if ending and ending[0] <= active else None
+    ended = ending is not None and ending[0] <= active
+    finished_at = _wall(ending[0], created_at, pauses, timeline.speed) if ended else None
     started = active >= timeline.run_start
     base = {"step": step, "events": events, "checkpoints": checkpoints,
             "started_at": _wall(timeline.run_start, created_at, pauses, timeline.speed) if started else None}
@@ -193,7 +195,8 @@ def _script(timeline: Timeline) -> list[tuple[float, str, str, str, dict | None]
             script.append((at, "info", f"Checkpoint created at step {step}", "message", None))
     ending = _ending(timeline)
     if ending and ending[1] == "failed":
-        script.append((ending[0], "error", f"Fine-tuning job failed: {ending[2]['message']}", "message", None))
+        script.append((ending[0], "error", f"Fine-tuning job failed: {ending[2]['message']}", "message",
+                       None))
     elif ending:
         script.append((ending[0], "info", "New fine-tuned model created", "message", None))
         script.append((ending[0], "info", "The job has successfully completed", "message", None))

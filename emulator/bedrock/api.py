@@ -25,10 +25,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.bedrock.store import STOPPING_S, BedrockError, BedrockJob, store_of, validation_loss
-from emulator.openai.api import json_body
-from emulator.openai.shapes import ApiError
+from emulator.bedrock.store import (
+    STOPPING_S,
+    BedrockError,
+    BedrockJob,
+    BedrockStore,
+    bedrock_store,
+    validation_loss,
+)
 from emulator.state import EmulatorState
+from emulator.wire import ApiError, json_body
 from providers.imitation import count_tokens
 
 PREFIX = "/bedrock"
@@ -42,6 +48,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def _state(request: Request) -> EmulatorState:
     return request.app.state.emulator
+
+
+def _store(request: Request) -> BedrockStore:
+    return bedrock_store(_state(request))
 
 
 def _region(request: Request) -> str:
@@ -102,18 +112,18 @@ async def create_job(request: Request) -> Response:
                            "The emulator trains customizationType FINE_TUNING only.")
     if any(not isinstance(v, str) for v in (body.get("hyperParameters") or {}).values()):
         raise BedrockError(400, "ValidationException", "hyperParameters values must be strings.")
-    job = store_of(_state(request)).create_job(body, _region(request))
+    job = _store(request).create_job(body, _region(request))
     return JSONResponse({"jobArn": job.arn}, status_code=201)
 
 
 async def get_job(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse(job_object(store_of(state).job(request.path_params["job_id"]), state.now()))
+    return JSONResponse(job_object(bedrock_store(state).job(request.path_params["job_id"]), state.now()))
 
 
 async def list_jobs(request: Request) -> Response:
     state, query = _state(request), request.query_params
-    jobs = [job_object(job, state.now()) for job in store_of(state).list_jobs()]
+    jobs = [job_object(job, state.now()) for job in bedrock_store(state).list_jobs()]
     jobs = [j for j in jobs if query.get("nameContains", "") in j["jobName"]
             and query.get("statusEquals", j["status"]) == j["status"]]
     if query.get("sortOrder") == "Ascending":
@@ -126,13 +136,13 @@ async def list_jobs(request: Request) -> Response:
 
 
 async def stop_job(request: Request) -> Response:
-    store_of(_state(request)).stop(request.path_params["job_id"])
+    _store(request).stop(request.path_params["job_id"])
     return JSONResponse({})
 
 
 async def get_custom_model(request: Request) -> Response:
     state = _state(request)
-    job = store_of(state).custom_model(request.path_params["model_id"])
+    job = bedrock_store(state).custom_model(request.path_params["model_id"])
     view = job_object(job, state.now())
     return JSONResponse({"modelArn": job.model_arn, "modelName": job.request["customModelName"],
                          "jobArn": job.arn, "jobName": job.name, "baseModelArn": view["baseModelArn"],
@@ -200,7 +210,7 @@ _DEPLOYMENT, _PROVISIONED = "custom-model-deployment", "provisioned-model"
 
 async def create_deployment(request: Request) -> Response:
     body = await json_body(request)
-    serving = store_of(_state(request)).create_serving(
+    serving = _store(request).create_serving(
         _DEPLOYMENT, str(body.get("modelDeploymentName") or ""), str(body.get("modelArn") or ""),
         body.get("clientRequestToken"))
     return JSONResponse({"customModelDeploymentArn": serving["arn"]}, status_code=202)
@@ -208,7 +218,7 @@ async def create_deployment(request: Request) -> Response:
 
 async def create_provisioned(request: Request) -> Response:
     body = await json_body(request)
-    serving = store_of(_state(request)).create_serving(
+    serving = _store(request).create_serving(
         _PROVISIONED, str(body.get("provisionedModelName") or ""), str(body.get("modelId") or ""),
         body.get("clientRequestToken"), int(body.get("modelUnits") or 1))
     return JSONResponse({"provisionedModelArn": serving["arn"]}, status_code=201)
@@ -216,10 +226,11 @@ async def create_provisioned(request: Request) -> Response:
 
 async def get_serving(request: Request) -> Response:
     kind = _DEPLOYMENT if "custom-model-deployments" in request.url.path else _PROVISIONED
-    serving, ready = store_of(_state(request)).serving(request.path_params["serving_id"], kind)
+    serving, ready = _store(request).serving(request.path_params["serving_id"], kind)
     created = _iso(serving["created_at"])
     if kind == _DEPLOYMENT:
-        return JSONResponse({"customModelDeploymentArn": serving["arn"], "modelDeploymentName": serving["name"],
+        return JSONResponse({"customModelDeploymentArn": serving["arn"],
+                             "modelDeploymentName": serving["name"],
                              "modelArn": serving["model_arn"], "createdAt": created,
                              "status": "Active" if ready else "Creating"})
     return JSONResponse({"modelUnits": serving["units"], "desiredModelUnits": serving["units"],
@@ -231,7 +242,7 @@ async def get_serving(request: Request) -> Response:
 
 async def delete_serving(request: Request) -> Response:
     kind = _DEPLOYMENT if "custom-model-deployments" in request.url.path else _PROVISIONED
-    store_of(_state(request)).delete_serving(request.path_params["serving_id"], kind)
+    _store(request).delete_serving(request.path_params["serving_id"], kind)
     return JSONResponse({})
 
 
@@ -248,7 +259,7 @@ async def converse(request: Request) -> Response:
     chat = [{"role": "system", "content": " ".join(b.get("text", "") for b in body.get("system") or [])}]
     chat += [{"role": m.get("role"), "content": "".join(b.get("text", "") for b in m.get("content") or [])}
              for m in messages]
-    text = store_of(state).imitation(request.path_params["model_id"]).reply(chat)
+    text = bedrock_store(state).imitation(request.path_params["model_id"]).reply(chat)
     limit = (body.get("inferenceConfig") or {}).get("maxTokens")
     words = text.split(" ")
     reason = "end_turn"
@@ -267,13 +278,13 @@ async def converse(request: Request) -> Response:
 # -- S3 --------------------------------------------------------------------------------------------
 
 async def put_object(request: Request) -> Response:
-    etag = store_of(_state(request)).put_object(request.path_params["bucket"], request.path_params["key"],
-                                                await request.body())
+    etag = _store(request).put_object(request.path_params["bucket"], request.path_params["key"],
+                                      await request.body())
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 
 
 async def get_object(request: Request) -> Response:
-    content = store_of(_state(request)).get_object(request.path_params["bucket"], request.path_params["key"])
+    content = _store(request).get_object(request.path_params["bucket"], request.path_params["key"])
     return Response(content, media_type="application/octet-stream")
 
 
@@ -283,14 +294,16 @@ ROUTES = [
     Route(f"{PREFIX}/model-customization-jobs/{{job_id:path}}/stop", _aws(stop_job), methods=["POST"]),
     Route(f"{PREFIX}/model-customization-jobs/{{job_id:path}}", _aws(get_job), methods=["GET"]),
     Route(f"{PREFIX}/custom-models/{{model_id:path}}", _aws(get_custom_model), methods=["GET"]),
-    Route(f"{PREFIX}/model-customization/custom-model-deployments", _aws(create_deployment), methods=["POST"]),
+    Route(f"{PREFIX}/model-customization/custom-model-deployments", _aws(create_deployment),
+          methods=["POST"]),
     Route(f"{PREFIX}/model-customization/custom-model-deployments/{{serving_id:path}}", _aws(get_serving),
           methods=["GET"]),
     Route(f"{PREFIX}/model-customization/custom-model-deployments/{{serving_id:path}}", _aws(delete_serving),
           methods=["DELETE"]),
     Route(f"{PREFIX}/provisioned-model-throughput", _aws(create_provisioned), methods=["POST"]),
     Route(f"{PREFIX}/provisioned-model-throughput/{{serving_id:path}}", _aws(get_serving), methods=["GET"]),
-    Route(f"{PREFIX}/provisioned-model-throughput/{{serving_id:path}}", _aws(delete_serving), methods=["DELETE"]),
+    Route(f"{PREFIX}/provisioned-model-throughput/{{serving_id:path}}", _aws(delete_serving),
+          methods=["DELETE"]),
     Route(f"{PREFIX}/model/{{model_id:path}}/converse", _aws(converse), methods=["POST"]),
     Route(f"{PREFIX}/{{bucket}}/{{key:path}}", _aws(put_object, xml=True), methods=["PUT"]),
     Route(f"{PREFIX}/{{bucket}}/{{key:path}}", _aws(get_object, xml=True), methods=["GET"]),

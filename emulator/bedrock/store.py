@@ -4,8 +4,9 @@ Objects are whole PUTs keyed by (bucket, key); their bytes go to the state's sto
 from that pair. A job follows a `Timeline` like the other APIs' jobs; its training data is checked when
 it is created (a line that is not the family's format makes the job fail in validation, blaming the
 data, as Bedrock does asynchronously). A create that repeats a job's `clientRequestToken` returns that
-job. A job's step metrics appear as the CSV Bedrock writes under its output prefix. With a state_dir the
-store is saved as `bedrock.json` beside the state's own snapshot.
+job. A job's step metrics appear as the CSV Bedrock writes under its output prefix. The store hangs off
+an `EmulatorState` (`bedrock_store(state)`) and runs every method under the state's lock; with a
+state_dir it is saved as `bedrock.json` beside the state's own snapshot.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from providers.bedrock.families import Family, require_family
 from emulator.timeline import Progress, Timeline, progress
+from providers.bedrock.families import Family, require_family
 from providers.errors import ConfigError
 from providers.imitation import BaseImitation, TunedImitation
 
 if TYPE_CHECKING:
-    from emulator.state import EmulatorState
+    from emulator.state import EmulatorState, Imitation
 
 ACCOUNT = "123456789012"
 STOPPING_S = 0.1  # how long a stopped job reports Stopping before Stopped
@@ -66,14 +66,9 @@ class BedrockJob:
         return cls(**{**data, "timeline": Timeline.from_dict(data["timeline"])})
 
 
-def store_of(state: EmulatorState) -> BedrockStore:
-    """The Bedrock store that lives beside `state` (made, and loaded from its state_dir, on first use)."""
-    with state.lock:
-        store = getattr(state, "_bedrock_store", None)
-        if store is None:
-            store = BedrockStore(state)
-            state._bedrock_store = store
-        return store
+def bedrock_store(state: EmulatorState) -> BedrockStore:
+    """The Bedrock store of `state`, made (and given what bedrock.json holds) on first use."""
+    return state.store("bedrock", BedrockStore, file="bedrock.json")
 
 
 class BedrockStore:
@@ -81,9 +76,7 @@ class BedrockStore:
         self.state = state
         self._objects: dict[str, str] = {}  # "bucket/key" -> blob name
         self._jobs: dict[str, BedrockJob] = {}  # by name
-        self._imitations: dict[str, TunedImitation] = {}
         self._servings: dict[str, dict[str, Any]] = {}  # by ARN: deployments and provisioned throughput
-        self._load()
 
     # -- S3 --------------------------------------------------------------------------------------
 
@@ -95,7 +88,7 @@ class BedrockStore:
             if f"{bucket}/{key}" not in self._objects:
                 self.state.count("files_created")
             self._objects[f"{bucket}/{key}"] = blob
-            self._save()
+            self.state.save()
             return hashlib.md5(content).hexdigest()  # S3 answers a single PUT with the MD5 as ETag
 
     def get_object(self, bucket: str, key: str) -> bytes:
@@ -142,7 +135,7 @@ class BedrockStore:
                 model_arn=f"arn:aws:bedrock:{region}:{ACCOUNT}:custom-model/{base}/{digest[-12:]}")
             self._jobs[job.name] = job
             self.state.count("jobs_created")
-            self._save()
+            self.state.save()
             return job
 
     def job(self, identifier: str) -> BedrockJob:
@@ -166,7 +159,7 @@ class BedrockStore:
                                    f"Job {job.name} is not in progress and cannot be stopped.")
             job.stopped_at = now
             self.state.count("jobs_cancelled")
-            self._save()
+            self.state.save()
 
     def custom_model(self, identifier: str) -> BedrockJob:
         """The completed job whose custom model this ARN (or name) is."""
@@ -196,7 +189,7 @@ class BedrockStore:
                        "name": name, "model_arn": job.model_arn, "token": token, "units": units,
                        "created_at": self.state.now()}
             self._servings[serving["arn"]] = serving
-            self._save()
+            self.state.save()
             return serving
 
     def serving(self, identifier: str, kind: str) -> tuple[dict[str, Any], bool]:
@@ -204,7 +197,8 @@ class BedrockStore:
         with self.state.lock:
             for serving in self._servings.values():
                 if identifier in (serving["arn"], serving["name"]) and serving["kind"] == kind:
-                    ready_at = serving["created_at"] + self.state.timeline.queued_s / self.state.timeline.speed
+                    timeline = self.state.timeline
+                    ready_at = serving["created_at"] + timeline.queued_s / timeline.speed
                     return serving, self.state.now() >= ready_at
         raise BedrockError(404, "ResourceNotFoundException", f"Could not find {identifier}.")
 
@@ -212,11 +206,11 @@ class BedrockStore:
         with self.state.lock:
             serving, _ = self.serving(identifier, kind)
             del self._servings[serving["arn"]]
-            self._save()
+            self.state.save()
 
     # -- inference -------------------------------------------------------------------------------
 
-    def imitation(self, model_id: str) -> BaseImitation | TunedImitation:
+    def imitation(self, model_id: str) -> Imitation:
         """The stand-in for a model id: a served custom model of a completed job, else any foundation model.
         Like Bedrock, a custom model is not invoked by its own ARN: only through what serves it."""
         served = False
@@ -229,17 +223,17 @@ class BedrockStore:
         if ":custom-model/" not in model_id:
             return BaseImitation()
         if not served:
-            raise BedrockError(400, "ValidationException", f"Invocation of model ID {model_id} with on-demand "
-                               "throughput isn't supported. Serve it through a custom model deployment or "
-                               "provisioned throughput and use that ARN.")
-        with self.state.lock:
-            if model_id not in self._imitations:
-                job = self.custom_model(model_id)
-                content = self._object_at(job.request["trainingDataConfig"]["s3Uri"]) or b""
-                lines = [json.dumps(_chat(json.loads(line)))
-                         for line in content.decode().splitlines() if line.strip()]
-                self._imitations[model_id] = TunedImitation.from_jsonl(lines)
-            return self._imitations[model_id]
+            raise BedrockError(400, "ValidationException", f"Invocation of model ID {model_id} with "
+                               "on-demand throughput isn't supported. Serve it through a custom model "
+                               "deployment or provisioned throughput and use that ARN.")
+        return self.state.imitation("bedrock", model_id, lambda: self._tuned(model_id))
+
+    def _tuned(self, model_id: str) -> TunedImitation:
+        job = self.custom_model(model_id)
+        content = self._object_at(job.request["trainingDataConfig"]["s3Uri"]) or b""
+        lines = [json.dumps(_chat(json.loads(line)))
+                 for line in content.decode().splitlines() if line.strip()]
+        return TunedImitation.from_jsonl(lines)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -250,8 +244,8 @@ class BedrockStore:
         for uri in uris:
             content = self._object_at(uri)
             if content is None:
-                raise BedrockError(400, "ValidationException", f"Cannot access the S3 object {uri}: it does not "
-                                   "exist or the role cannot read it.")
+                raise BedrockError(400, "ValidationException", f"Cannot access the S3 object {uri}: it "
+                                   "does not exist or the role cannot read it.")
             for number, line in enumerate(content.decode("utf-8", "replace").splitlines(), start=1):
                 if line.strip() and not _fits(line, family.format):
                     return f"Validation failed: line {number} of {uri} is not in the {family.format} format."
@@ -276,29 +270,22 @@ class BedrockStore:
                 lines += [f"{r['step']},{(r['step'] - 1) // steps_per_epoch},{r['train_loss']},"
                           f"{math.exp(r['train_loss']):.4f}" for r in rows]
                 return ("\n".join(lines) + "\n").encode()
-            if progress.status != "succeeded" or not rows or not (job.request.get("validationDataConfig") or {}).get("validators"):
+            validators = (job.request.get("validationDataConfig") or {}).get("validators")
+            if progress.status != "succeeded" or not rows or not validators:
                 return None
             last, loss = rows[-1], validation_loss(rows[-1]["train_loss"])
             return (f"step_number,epoch_number,validation_loss,perplexity\n{last['step']},"
                     f"{(last['step'] - 1) // steps_per_epoch},{loss},{math.exp(loss):.4f}\n").encode()
         return None
 
-    def _save(self) -> None:
-        directory = self.state.storage.state_dir
-        if directory is None:
-            return
-        target, temporary = directory / "bedrock.json", directory / f".bedrock.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps({"objects": self._objects, "servings": self._servings,
-                                         "jobs": [job.to_dict() for job in self._jobs.values()]}), encoding="utf-8")
-        os.replace(temporary, target)
+    def to_dict(self) -> dict[str, Any]:
+        return {"objects": self._objects, "servings": self._servings,
+                "jobs": [job.to_dict() for job in self._jobs.values()]}
 
-    def _load(self) -> None:
-        directory = self.state.storage.state_dir
-        if directory is None or not (directory / "bedrock.json").exists():
-            return
-        snapshot = json.loads((directory / "bedrock.json").read_text(encoding="utf-8"))
-        self._objects, self._servings = snapshot["objects"], snapshot.get("servings", {})
-        self._jobs = {j["name"]: BedrockJob.from_dict(j) for j in snapshot["jobs"]}
+    def load(self, section: dict[str, Any] | None) -> None:
+        section = section or {"objects": {}, "jobs": []}
+        self._objects, self._servings = section["objects"], section.get("servings", {})
+        self._jobs = {j["name"]: BedrockJob.from_dict(j) for j in section["jobs"]}
 
 
 def _family(model: str) -> Family:

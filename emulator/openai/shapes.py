@@ -1,8 +1,8 @@
 """The OpenAI wire shapes the emulator reads and writes (reference/providers.md §1.2-1.4).
 
 Requests are validated with pydantic models that forbid unknown keys, as the service does; responses
-are plain dicts built from the store's records and a job's `Progress`. `ApiError` is the one way a
-route refuses a request: it renders as `{"error": {"message", "type", "param", "code"}}`.
+are plain dicts built from the store's records (records.py) and a job's `Progress`. Refusals are the
+shared `ApiError` (emulator/wire.py).
 """
 
 from __future__ import annotations
@@ -11,43 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from emulator.wire import ApiError
+
 if TYPE_CHECKING:
-    from emulator.state import FileRecord, JobRecord
+    from emulator.records import FileRecord, JobRecord
     from emulator.timeline import Progress
 
 ORGANIZATION = "org-loraflow-emulator"
 _RESOLVED_AUTO = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8, "beta": 0.1}
-
-
-class ApiError(Exception):
-    """A refused request, rendered in OpenAI's error envelope with this HTTP status."""
-
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error", headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
-        self.headers, self.extra = headers or {}, extra or {}
-
-    def body(self) -> dict[str, Any]:
-        """The error envelope; `extra` adds top-level keys some answers carry (Together's 409 file_id)."""
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code},
-                **self.extra}
-
-    @classmethod
-    def from_validation(cls, exc: ValidationError) -> ApiError:
-        first = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        if first["type"] == "extra_forbidden":
-            return cls(400, f"Unrecognized request argument supplied: {param}", param=param)
-        if first["type"] == "missing":
-            return cls(400, f"Missing required parameter: '{param}'.", param=param,
-                       code="missing_required_parameter")
-        return cls(400, f"Invalid value for '{param}': {first['msg']}.", param=param, code="invalid_value")
-
-
-def not_found(kind: str, ident: str, param: str | None = None) -> ApiError:
-    return ApiError(404, f"No such {kind}: {ident}", param=param)
 
 
 class _Strict(BaseModel):
@@ -99,8 +70,8 @@ class JobRequest(_Strict):
     hyperparameters: _Hyperparameters | None = None
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     suffix: str | None = Field(default=None, max_length=64)
-    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
-        default=None, max_length=16)
+    metadata: dict[Annotated[str, Field(max_length=64)],
+                   Annotated[str, Field(max_length=512)]] | None = Field(default=None, max_length=16)
     integrations: list[dict[str, Any]] | None = None
 
     @classmethod
@@ -149,8 +120,10 @@ def job_object(record: JobRecord, progress: Progress) -> dict[str, Any]:
         "id": record.id, "object": "fine_tuning.job", "created_at": int(record.created_at),
         "model": record.model, "organization_id": ORGANIZATION, "status": progress.status,
         "training_file": record.training_file, "validation_file": record.validation_file,
-        "hyperparameters": {k: v for k, v in method[method["type"]]["hyperparameters"].items() if k != "beta"},
-        "method": method, "seed": record.seed, "user_provided_suffix": record.suffix, "metadata": record.metadata,
+        "hyperparameters": {k: v for k, v in method[method["type"]]["hyperparameters"].items()
+                            if k != "beta"},
+        "method": method, "seed": record.seed, "user_provided_suffix": record.suffix,
+        "metadata": record.metadata,
         "integrations": record.integrations, "error": progress.error,
         "fine_tuned_model": record.fine_tuned_model if succeeded else None,
         "finished_at": _seconds(progress.finished_at),
@@ -197,18 +170,6 @@ def page(items: list[dict[str, Any]], *, after: str | None, limit: int) -> dict[
         start = ids.index(after) + 1
     chunk = items[start:start + limit]
     return {"object": "list", "data": chunk, "has_more": start + limit < len(items)}
-
-
-def chat_completion(ident: str, model: str, text: str, *, finish_reason: str, created: float,
-                    prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {
-        "id": ident, "object": "chat.completion", "created": int(created), "model": model,
-        "system_fingerprint": None,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                     "finish_reason": finish_reason, "logprobs": None}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-    }
 
 
 def _seconds(moment: float | None) -> int | None:

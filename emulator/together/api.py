@@ -5,7 +5,7 @@ token instead of the API key) and X-Together-File-Id, or 409 with the file id wh
 already uploaded; POST /v1/files/{id}/preprocess starts validation. Fine-tunes: model limits and price
 estimates from the catalog, create, list, retrieve, events, metrics, checkpoints, cancel (answered
 `cancel_requested`, `cancelled` afterwards), the adapter download, and chat completions.
-Handlers only parse, call the store and render, like openai_api.py.
+Handlers only parse, call the store (store.py) and render (shapes.py), like the OpenAI routes.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulator import chat, training_file
-from emulator.openai.api import json_body
-from emulator.openai.shapes import ApiError
 from emulator.state import EmulatorState
 from emulator.together.shapes import (
     JobRequest,
@@ -28,6 +26,8 @@ from emulator.together.shapes import (
     metric_rows,
     price_estimate,
 )
+from emulator.together.store import TogetherStore, together_store
+from emulator.wire import ApiError, json_body
 
 PREFIX = "/together"
 UPLOADS = f"{PREFIX}/uploads"
@@ -39,6 +39,10 @@ def _state(request: Request) -> EmulatorState:
     return request.app.state.emulator
 
 
+def _store(request: Request) -> TogetherStore:
+    return together_store(_state(request))
+
+
 # -- files -----------------------------------------------------------------------------------------
 
 async def start_upload(request: Request) -> Response:
@@ -48,49 +52,51 @@ async def start_upload(request: Request) -> Response:
     if missing:
         raise ApiError(400, f"Missing required parameter: '{missing[0]}'.", param=missing[0])
     if fields["purpose"] not in _PURPOSES or fields["file_type"] not in _FILE_TYPES:
-        raise ApiError(400, f"Invalid purpose or file_type: expected one of {_PURPOSES} and {_FILE_TYPES}.")
-    record = _state(request).together.start_upload(fields["file_name"], fields["purpose"], fields["file_type"],
-                                                   fields["checksum"])
+        raise ApiError(400, f"Invalid purpose or file_type: expected one of {_PURPOSES} and "
+                            f"{_FILE_TYPES}.")
+    record = _store(request).start_upload(fields["file_name"], fields["purpose"], fields["file_type"],
+                                          fields["checksum"])
     location = f"{str(request.base_url).rstrip('/')}{UPLOADS}/{record.id}?token={record.token}"
     return Response(status_code=302, headers={"Location": location, "X-Together-File-Id": record.id})
 
 
 async def receive_upload(request: Request) -> Response:
-    _state(request).together.receive(request.path_params["file_id"], request.query_params.get("token", ""),
-                                     await request.body())
+    _store(request).receive(request.path_params["file_id"], request.query_params.get("token", ""),
+                            await request.body())
     return Response(status_code=200)
 
 
 async def preprocess(request: Request) -> Response:
-    store = _state(request).together
+    store = _store(request)
     record = store.preprocess(request.path_params["file_id"])
     return JSONResponse(file_object(record, store.file_status(record)))
 
 
 async def list_files(request: Request) -> Response:
-    store = _state(request).together
+    store = _store(request)
     return JSONResponse({"data": [file_object(f, store.file_status(f)) for f in store.list_files()]})
 
 
 async def retrieve_file(request: Request) -> Response:
-    store = _state(request).together
+    store = _store(request)
     record = store.file(request.path_params["file_id"])
     return JSONResponse(file_object(record, store.file_status(record)))
 
 
 async def file_content(request: Request) -> Response:
-    content = _state(request).together.content(request.path_params["file_id"])
+    content = _store(request).content(request.path_params["file_id"])
     return Response(content, media_type="application/octet-stream")
 
 
 # -- fine-tunes ------------------------------------------------------------------------------------
 
 async def model_limits(request: Request) -> Response:
-    return JSONResponse(limits_object(facts_for(request.query_params.get("model_name", ""), param="model_name")))
+    facts = facts_for(request.query_params.get("model_name", ""), param="model_name")
+    return JSONResponse(limits_object(facts))
 
 
 async def estimate_price(request: Request) -> Response:
-    store, body = _state(request).together, await json_body(request)
+    store, body = _store(request), await json_body(request)
     facts = facts_for(str(body.get("model") or ""), param="model")
     record = store.file(str(body.get("training_file") or ""))
     status = store.file_status(record)
@@ -104,57 +110,59 @@ async def estimate_price(request: Request) -> Response:
 
 async def create_job(request: Request) -> Response:
     state = _state(request)
-    job = state.together.create_job(JobRequest.parse(await json_body(request)))
+    job = _store(request).create_job(JobRequest.parse(await json_body(request)))
     return JSONResponse(job_object(job, job.progress(state.now()), state.now()))
 
 
 async def list_jobs(request: Request) -> Response:
-    state = _state(request)
-    now = state.now()
-    return JSONResponse({"data": [job_object(job, job.progress(now), now) for job in state.together.list_jobs()]})
+    now = _state(request).now()
+    jobs = _store(request).list_jobs()
+    return JSONResponse({"data": [job_object(job, job.progress(now), now) for job in jobs]})
 
 
 async def retrieve_job(request: Request) -> Response:
     state = _state(request)
-    job = state.together.job(request.path_params["job_id"])
+    job = _store(request).job(request.path_params["job_id"])
     return JSONResponse(job_object(job, job.progress(state.now()), state.now()))
 
 
 async def list_events(request: Request) -> Response:
     state = _state(request)
-    job = state.together.job(request.path_params["job_id"])
+    job = _store(request).job(request.path_params["job_id"])
     return JSONResponse({"data": job_object(job, job.progress(state.now()), state.now())["events"]})
 
 
 async def list_metrics(request: Request) -> Response:
     state = _state(request)
-    job = state.together.job(request.path_params["job_id"])
+    job = _store(request).job(request.path_params["job_id"])
     return JSONResponse({"metrics": metric_rows(job.progress(state.now()))})
 
 
 async def list_checkpoints(request: Request) -> Response:
     state = _state(request)
-    job = state.together.job(request.path_params["job_id"])
+    job = _store(request).job(request.path_params["job_id"])
     return JSONResponse({"data": checkpoint_objects(job, job.progress(state.now()))})
 
 
 async def cancel_job(request: Request) -> Response:
     state = _state(request)
-    job = state.together.cancel(request.path_params["job_id"])
+    job = _store(request).cancel(request.path_params["job_id"])
     return JSONResponse(job_object(job, job.progress(state.now()), state.now(), status="cancel_requested"))
 
 
 async def download(request: Request) -> Response:
     job_id = request.query_params.get("ft_id", "")
     if request.query_params.get("checkpoint", "adapter") != "adapter":
-        raise ApiError(400, "The emulator serves LoRA adapters only: use checkpoint=adapter.", param="checkpoint")
-    archive = _state(request).together.adapter_archive(job_id)
+        raise ApiError(400, "The emulator serves LoRA adapters only: use checkpoint=adapter.",
+                       param="checkpoint")
+    archive = _store(request).adapter_archive(job_id)
     return Response(archive, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{job_id}-adapter.tar.gz"'})
 
 
 async def chat_completions(request: Request) -> Response:
-    return JSONResponse(await chat.complete(_state(request), await json_body(request)))
+    body = await json_body(request)
+    return JSONResponse(await chat.complete(_state(request), body, _store(request).imitation))
 
 
 ROUTES = [

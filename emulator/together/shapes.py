@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from providers.catalog import ModelFacts, model_facts
-from emulator.openai.shapes import ApiError
 from emulator.timeline import RESTARTED, Progress
 from emulator.together.store import TogetherFile, TogetherJob
+from emulator.wire import ApiError
+from providers.catalog import ModelFacts, model_facts
 
 _DATA_CODES = {"invalid_training_file", "invalid_validation_file", "invalid_file_format"}
 _DPO_PRICE_FACTOR = 2.5  # DPO costs about 2.5x SFT (reference/providers.md 7)
@@ -55,7 +55,8 @@ class JobRequest(BaseModel):
     early_stopping_min_delta: float | None = None
     early_stopping_warmup_evals: int | None = None
     training_type: dict[str, Any] | None = None
-    training_method: dict[str, Any] = Field(default_factory=lambda: {"method": "sft", "train_on_inputs": "auto"})
+    training_method: dict[str, Any] = Field(
+        default_factory=lambda: {"method": "sft", "train_on_inputs": "auto"})
     from_checkpoint: str | None = None
     multimodal_params: dict[str, Any] | None = None
     from_hf_model: str | None = None
@@ -118,7 +119,8 @@ def _check_limits(request: dict[str, Any], facts: ModelFacts) -> None:
     unknown = [] if modules == "all-linear" else sorted(set(modules.split(",")) - set(lora.target_modules))
     if unknown:
         raise ApiError(400, f"Unknown LoRA target modules {unknown}; allowed: all-linear or "
-                            f"{', '.join(lora.target_modules)}.", param="training_type.lora_trainable_modules")
+                            f"{', '.join(lora.target_modules)}.",
+                       param="training_type.lora_trainable_modules")
     largest = lora.max_batch_size_dpo if method == "dpo" else lora.max_batch_size
     batch = request["batch_size"]
     if isinstance(batch, int) and not (lora.min_batch_size or 1) <= batch <= (largest or batch):
@@ -150,11 +152,13 @@ def vendor_status(progress: Progress) -> str:
             "succeeded": "completed", "cancelled": "cancelled"}[progress.status]
 
 
-def job_object(job: TogetherJob, progress: Progress, now: float, *, status: str | None = None) -> dict[str, Any]:
+def job_object(job: TogetherJob, progress: Progress, now: float, *,
+               status: str | None = None) -> dict[str, Any]:
     request, steps = job.request, job.timeline.steps
     remaining = None if progress.estimated_finish is None else max(0, int(progress.estimated_finish - now))
     return {
-        "id": job.id, "object": "finetune", "status": status or vendor_status(progress), "user_id": ACCOUNT_USER,
+        "id": job.id, "object": "finetune", "status": status or vendor_status(progress),
+        "user_id": ACCOUNT_USER,
         "created_at": iso(job.created_at), "updated_at": iso(progress.finished_at or now),
         "started_at": iso(progress.started_at), "model": job.model, "model_output_name": job.output_name,
         "adapter_output_name": f"{job.output_name}-adapter", "suffix": request.get("suffix"),
@@ -190,8 +194,8 @@ def event_objects(job: TogetherJob, progress: Progress) -> list[dict[str, Any]]:
         events.append(_event(end, "job_complete", "Job completed", model_path=job.output_name))
     elif progress.error == RESTARTED:
         successor = f" as {job.successor}" if job.successor else ""
-        events.append(_event(end, "job_restarted", f"Job restarted{successor} after an infrastructure failure",
-                             level="warning"))
+        events.append(_event(end, "job_restarted",
+                             f"Job restarted{successor} after an infrastructure failure", level="warning"))
     elif progress.status == "failed":
         events.append(_event(end, "job_error", f"Job failed: {progress.error['message']}", level="error"))
     elif progress.status == "cancelled":
@@ -201,8 +205,8 @@ def event_objects(job: TogetherJob, progress: Progress) -> list[dict[str, Any]]:
 
 
 def _event(at: float, kind: str, message: str, *, level: str = "info", **fields: Any) -> dict[str, Any]:
-    return {"object": "fine-tune-event", "created_at": iso(at), "type": kind, "level": level, "message": message,
-            **fields}
+    return {"object": "fine-tune-event", "created_at": iso(at), "type": kind, "level": level,
+            "message": message, **fields}
 
 
 def metric_rows(progress: Progress) -> list[dict[str, float]]:
@@ -232,7 +236,8 @@ def limits_object(facts: ModelFacts) -> dict[str, Any]:
     return {
         "model_name": facts.model_id, "default_gradient_accumulation_steps": 1,
         "lora_training": {"default_rank": lora.default_rank, "max_rank": lora.max_rank,
-                          "min_batch_size": lora.min_batch_size or 1, "max_batch_size": lora.max_batch_size or 1,
+                          "min_batch_size": lora.min_batch_size or 1,
+                          "max_batch_size": lora.max_batch_size or 1,
                           "max_batch_size_dpo": lora.max_batch_size_dpo or lora.max_batch_size or 1,
                           "target_modules": lora.target_modules},
         "full_training": None, "supports_full_training": False,
@@ -240,8 +245,8 @@ def limits_object(facts: ModelFacts) -> dict[str, Any]:
         "min_learning_rate": facts.learning_rate.min if facts.learning_rate else 0.0,
         "max_num_epochs": int(facts.epochs.max) if facts.epochs else 20, "max_num_evals": 100,
         "max_num_checkpoints": 20, "max_seq_length_sft": context, "max_seq_length_dpo": context // 2,
-        "min_max_seq_length": 512, "merge_output_lora": True, "supports_tools": True, "supports_vision": False,
-        "supports_reasoning": False,
+        "min_max_seq_length": 512, "merge_output_lora": True, "supports_tools": True,
+        "supports_vision": False, "supports_reasoning": False,
     }
 
 

@@ -5,7 +5,8 @@ PUT, then processing asked for by `/preprocess`; a second upload of content alre
 sha256 checksum) is refused with 409 and the file id. Jobs follow a `Timeline` like OpenAI jobs; a job
 whose timeline restarts (`restart_at_step`) ends in error and a successor with a new id, the same request
 and the timeline without the restart appears at that moment (`successor` / `restarted_from` link them).
-Every method runs under the state's lock; the store is saved with the rest of the state.
+The store hangs off an `EmulatorState` (`together_store(state)`), runs every method under the state's
+lock and is saved as the `together` section of state.json.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from emulator import training_file
-from emulator.openai.shapes import ApiError, not_found
+from emulator.chat import tuned_on
 from emulator.timeline import RESTARTED, Progress, Timeline, progress
+from emulator.wire import ApiError, model_not_found, not_found
+from providers.imitation import BaseImitation
 
 if TYPE_CHECKING:
-    from emulator.state import EmulatorState
+    from emulator.state import EmulatorState, Imitation
 
 ACCOUNT = "loraflow-emulator"
 
@@ -72,6 +75,11 @@ class TogetherJob:
         return cls(**{**data, "timeline": Timeline.from_dict(data["timeline"])})
 
 
+def together_store(state: EmulatorState) -> TogetherStore:
+    """The Together store of `state`, made (and given its saved section) on first use."""
+    return state.store("together", TogetherStore)
+
+
 class TogetherStore:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
@@ -101,7 +109,8 @@ class TogetherStore:
         with self.state.lock:
             record = self._files.get(file_id)
             if record is None or not secrets.compare_digest(record.token, token):
-                raise ApiError(403, "The upload URL is not valid for this file.", code="SignatureDoesNotMatch")
+                raise ApiError(403, "The upload URL is not valid for this file.",
+                               code="SignatureDoesNotMatch")
             self.state.storage.write_blob(record.id, content)
             record.bytes, record.uploaded_at = len(content), self.state.now()
             record.problem = training_file.problem(content) if record.purpose == "fine-tune" else None
@@ -149,7 +158,8 @@ class TogetherStore:
             train = self._usable_file(request["training_file"], "training_file")
             if request.get("validation_file"):
                 self._usable_file(request["validation_file"], "validation_file")
-            tokens = training_file.content_tokens(self.state.storage.read_blob(train.id)) * request["n_epochs"]
+            content = self.state.storage.read_blob(train.id)
+            tokens = training_file.content_tokens(content) * request["n_epochs"]
             job_id = f"ft-{uuid.uuid4()}"
             short = request["model"].rsplit("/", 1)[-1]
             name = "-".join(part for part in (short, request.get("suffix"), job_id[3:9]) if part)
@@ -193,15 +203,30 @@ class TogetherStore:
                     return job.request["training_file"]
         return None
 
+    def imitation(self, model: str) -> Imitation:
+        """The stand-in that answers for `model` on the Together routes: tuned when a completed job of
+        this store produced it, 404 for any other name under the emulator's account, else a base model."""
+        return self.state.imitation("together", model, lambda: self._imitation(model))
+
+    def _imitation(self, model: str) -> Imitation:
+        file_id = self.trained_file_for(model)
+        if file_id is not None:
+            return tuned_on(self.state.storage.read_blob(file_id))
+        if model.startswith(f"{ACCOUNT}/"):
+            raise model_not_found(model)
+        return BaseImitation()
+
     def adapter_archive(self, job_id: str) -> bytes:
         """A small, deterministic .tar.gz standing in for the adapter weights of a completed job."""
         job = self.job(job_id)
         state = job.progress(self.state.now())
         if state.status != "succeeded":
-            raise ApiError(400, f"Fine-tune job {job_id} has not completed; nothing to download.", param="ft_id")
+            raise ApiError(400, f"Fine-tune job {job_id} has not completed; nothing to download.",
+                           param="ft_id")
         training_type = job.request.get("training_type") or {}
         config = {"base_model_name_or_path": job.model, "peft_type": "LORA", "r": training_type.get("lora_r"),
-                  "lora_alpha": training_type.get("lora_alpha"), "lora_dropout": training_type.get("lora_dropout"),
+                  "lora_alpha": training_type.get("lora_alpha"),
+                  "lora_dropout": training_type.get("lora_dropout"),
                   "target_modules": training_type.get("lora_trainable_modules")}
         weights = hashlib.sha256(job.id.encode()).digest() * 64
         buffer = io.BytesIO()
@@ -247,10 +272,11 @@ class TogetherStore:
             self.state.save()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": [asdict(f) for f in self._files.values()], "jobs": [j.to_dict() for j in self._jobs.values()]}
+        return {"files": [asdict(f) for f in self._files.values()],
+                "jobs": [j.to_dict() for j in self._jobs.values()]}
 
-    def load(self, snapshot: dict[str, Any] | None) -> None:
-        snapshot = snapshot or {"files": [], "jobs": []}
-        self._files = {f["id"]: TogetherFile(**f) for f in snapshot["files"]}
-        self._jobs = {j["id"]: TogetherJob.from_dict(j) for j in snapshot["jobs"]}
+    def load(self, section: dict[str, Any] | None) -> None:
+        section = section or {"files": [], "jobs": []}
+        self._files = {f["id"]: TogetherFile(**f) for f in section["files"]}
+        self._jobs = {j["id"]: TogetherJob.from_dict(j) for j in section["jobs"]}
 

@@ -20,17 +20,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from providers.catalog import model_facts
-from emulator.state import EmulatorState
+from emulator.state import EmulatorState, Imitation
+from emulator.vertex.errors import GoogleError
 from emulator.vertex.shapes import (
-    GoogleError,
     bucket_resource,
     chat_messages,
     generate_content,
     job_object,
     object_resource,
 )
-from emulator.vertex.store import VertexStore, vertex_store
+from emulator.vertex.store import VertexJob, VertexStore, vertex_store
+from providers.catalog import model_facts
 from providers.imitation import BaseImitation, TunedImitation, count_tokens
 
 PREFIX = "/vertex"
@@ -96,8 +96,8 @@ async def _start_resumable(request: Request) -> Response:
         raise GoogleError(400, "Required: the object name.", reason="required")
     match = query.get("ifGenerationMatch")
     upload_id = _store(request).start_upload(
-        request.path_params["bucket"], name, content_type=metadata.get("contentType"), crc32c=metadata.get("crc32c"),
-        if_generation_match=int(match) if match is not None else None)
+        request.path_params["bucket"], name, content_type=metadata.get("contentType"),
+        crc32c=metadata.get("crc32c"), if_generation_match=int(match) if match is not None else None)
     location = request.url.remove_query_params("upload_id").include_query_params(upload_id=upload_id)
     return Response(status_code=200, headers={"Location": str(location)})
 
@@ -120,7 +120,8 @@ async def upload_chunk(request: Request) -> Response:
 
 def _multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], bytes]:
     """(the JSON metadata part, the media part) of a multipart/related upload body."""
-    boundary = next((p.split("=", 1)[1].strip('"') for p in content_type.split(";") if "boundary=" in p), None)
+    boundary = next((p.split("=", 1)[1].strip('"') for p in content_type.split(";") if "boundary=" in p),
+                    None)
     if boundary is None:
         raise GoogleError(400, "A multipart upload needs a boundary in its Content-Type.")
     parts = [p for p in body.split(b"--" + boundary.encode())[1:] if not p.startswith(b"--")]
@@ -160,7 +161,8 @@ def _check_tuning_request(body: dict[str, Any]) -> None:
         raise GoogleError(400, "supervisedTuningSpec.trainingDatasetUri is required.")
     hyper = spec.get("hyperParameters") or {}
     if hyper.get("adapterSize", "ADAPTER_SIZE_FOUR") not in _ADAPTER_SIZES:
-        raise GoogleError(400, f"Invalid adapterSize {hyper['adapterSize']!r}; allowed: {', '.join(_ADAPTER_SIZES)}.")
+        raise GoogleError(400, f"Invalid adapterSize {hyper['adapterSize']!r}; allowed: "
+                               f"{', '.join(_ADAPTER_SIZES)}.")
     if int(hyper.get("epochCount") or 1) < 1 or float(hyper.get("learningRateMultiplier") or 1.0) <= 0:
         raise GoogleError(400, "epochCount must be at least 1 and learningRateMultiplier positive.")
 
@@ -171,13 +173,15 @@ async def list_jobs(request: Request) -> Response:
     for clause in filter(None, (c.strip() for c in query.get("filter", "").split(" AND "))):
         found = _LABEL_FILTER.match(clause)
         if found is None:
-            raise GoogleError(400, f"Unsupported filter {clause!r}: the emulator filters on labels.KEY=\"VALUE\".")
+            raise GoogleError(400, f"Unsupported filter {clause!r}: the emulator filters on "
+                                   "labels.KEY=\"VALUE\".")
         key, value = found.groups()
         jobs = [job for job in jobs if (job.request.get("labels") or {}).get(key) == value]
     start = int(query.get("pageToken") or 0)
     size = int(query.get("pageSize") or _PAGE_SIZE)
     now = _state(request).now()
-    page: dict[str, Any] = {"tuningJobs": [job_object(j, j.progress(now), now) for j in jobs[start:start + size]]}
+    shown = jobs[start:start + size]
+    page: dict[str, Any] = {"tuningJobs": [job_object(j, j.progress(now), now) for j in shown]}
     if start + size < len(jobs):
         page["nextPageToken"] = str(start + size)
     return JSONResponse(page)
@@ -201,7 +205,7 @@ async def generate(request: Request) -> Response:
     messages = chat_messages(body)
     if not any(m["role"] == "user" for m in messages):
         raise GoogleError(400, "contents must hold at least one user turn.")
-    text = _imitation(_store(request), model).reply(messages)
+    text = _imitation(state, model).reply(messages)
     limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
     tokens = list(_TOKEN.finditer(text))
     finish = "STOP"
@@ -213,17 +217,21 @@ async def generate(request: Request) -> Response:
                                          output_tokens=count_tokens(text)))
 
 
-def _imitation(store: VertexStore, model: str) -> BaseImitation | TunedImitation:
+def _imitation(state: EmulatorState, model: str) -> Imitation:
+    """A succeeded job's endpoint answers like its training data; a publisher model generically."""
     if "/endpoints/" not in model:
         return BaseImitation()
+    store = vertex_store(state)
     job = store.job_for_endpoint(model)
     if job is None:
         raise GoogleError(404, f"Endpoint {model} is not found.")
-    if job.id not in store.imitations:
-        lines = store.content_at(job.training_uri, "trainingDatasetUri").decode("utf-8").splitlines()
-        chats = [json.dumps({"messages": chat_messages(json.loads(line))}) for line in lines if line.strip()]
-        store.imitations[job.id] = TunedImitation.from_jsonl(chats)
-    return store.imitations[job.id]
+    return state.imitation("vertex", job.id, lambda: _tuned(store, job))
+
+
+def _tuned(store: VertexStore, job: VertexJob) -> TunedImitation:
+    lines = store.content_at(job.training_uri, "trainingDatasetUri").decode("utf-8").splitlines()
+    chats = [json.dumps({"messages": chat_messages(json.loads(line))}) for line in lines if line.strip()]
+    return TunedImitation.from_jsonl(chats)
 
 
 def _routes() -> list[Route]:

@@ -1,9 +1,8 @@
 """The Google wire shapes the emulator writes for Vertex AI and Cloud Storage (reference/providers.md §4).
 
-Errors use Google's envelope `{"error": {"code", "message", "status"}}` (plus `errors[{reason}]`, which
-the Cloud Storage client reads). A tuning job is rendered from its record and the timeline's `Progress`:
-the timeline's statuses become Vertex `JobState` names and `tuningJobState` sub-states; int64 fields are
-strings, as the JSON API sends them.
+Errors use Google's envelope (errors.py). A tuning job is rendered from its record (store.py) and the
+timeline's `Progress`: the timeline's statuses become Vertex `JobState` names and `tuningJobState`
+sub-states; int64 fields are strings, as the JSON API sends them.
 """
 
 from __future__ import annotations
@@ -11,57 +10,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from emulator.openai.shapes import ApiError
-from emulator.timeline import Progress
-from emulator.training_file import first_problem
-
 if TYPE_CHECKING:
+    from emulator.timeline import Progress
     from emulator.vertex.store import GcsObject, VertexJob
 
-_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                 409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
-                 503: "UNAVAILABLE"}
 _JOB_STATES = {"validating_files": "JOB_STATE_QUEUED", "queued": "JOB_STATE_PENDING",
-               "running": "JOB_STATE_RUNNING", "paused": "JOB_STATE_PAUSED", "succeeded": "JOB_STATE_SUCCEEDED",
-               "failed": "JOB_STATE_FAILED", "cancelled": "JOB_STATE_CANCELLED"}
+               "running": "JOB_STATE_RUNNING", "paused": "JOB_STATE_PAUSED",
+               "succeeded": "JOB_STATE_SUCCEEDED", "failed": "JOB_STATE_FAILED",
+               "cancelled": "JOB_STATE_CANCELLED"}
 _SUB_STATES = {"validating_files": "TUNING_JOB_STATE_PROCESSING_DATASET",
                "queued": "TUNING_JOB_STATE_WAITING_FOR_CAPACITY", "running": "TUNING_JOB_STATE_TUNING"}
-
-
-class GoogleError(ApiError):
-    """A refused request in Google's error envelope."""
-
-    def __init__(self, status: int, message: str, *, status_name: str | None = None, reason: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(status, message, headers=headers)
-        self.status_name = status_name or _STATUS_NAMES.get(status, "UNKNOWN")
-        self.reason = reason
-
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.status, "message": self.message, "status": self.status_name}
-        if self.reason:
-            error["errors"] = [{"message": self.message, "domain": "global", "reason": self.reason}]
-        return {"error": error}
 
 
 def timestamp(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def vertex_lines_problem(content: bytes) -> str | None:
-    """The first reason `content` is not Gemini tuning JSONL, as "line N: reason", or None."""
-    return first_problem(content, _gemini_problem)
-
-
-def _gemini_problem(example: Any) -> str | None:
-    contents = example.get("contents") if isinstance(example, dict) else None
-    if not isinstance(contents, list) or not contents:
-        return "missing 'contents' list"
-    if any(not isinstance(turn, dict) or turn.get("role") not in ("user", "model") for turn in contents):
-        return "every turn needs role 'user' or 'model'"
-    return None
 
 
 def chat_messages(example: dict[str, Any]) -> list[dict[str, Any]]:
@@ -72,7 +36,8 @@ def chat_messages(example: dict[str, Any]) -> list[dict[str, Any]]:
         messages.append({"role": "system", "content": _text(system)})
     for turn in example.get("contents") or []:
         if isinstance(turn, dict):
-            messages.append({"role": "assistant" if turn.get("role") == "model" else "user", "content": _text(turn)})
+            role = "assistant" if turn.get("role") == "model" else "user"
+            messages.append({"role": role, "content": _text(turn)})
     return messages
 
 
@@ -82,8 +47,9 @@ def _text(content: dict[str, Any]) -> str:
 
 def object_resource(record: GcsObject) -> dict[str, Any]:
     resource = {
-        "kind": "storage#object", "id": f"{record.bucket}/{record.name}/{record.generation}", "name": record.name,
-        "bucket": record.bucket, "generation": str(record.generation), "metageneration": "1",
+        "kind": "storage#object", "id": f"{record.bucket}/{record.name}/{record.generation}",
+        "name": record.name, "bucket": record.bucket, "generation": str(record.generation),
+        "metageneration": "1",
         "contentType": record.content_type, "size": str(record.size), "md5Hash": record.md5,
         "timeCreated": timestamp(record.created_at), "updated": timestamp(record.created_at),
         "storageClass": "STANDARD",
@@ -94,8 +60,8 @@ def object_resource(record: GcsObject) -> dict[str, Any]:
 
 
 def bucket_resource(bucket: str) -> dict[str, Any]:
-    return {"kind": "storage#bucket", "id": bucket, "name": bucket, "location": "US", "storageClass": "STANDARD",
-            "metageneration": "1"}
+    return {"kind": "storage#bucket", "id": bucket, "name": bucket, "location": "US",
+            "storageClass": "STANDARD", "metageneration": "1"}
 
 
 def job_object(job: VertexJob, state: Progress, now: float) -> dict[str, Any]:
@@ -108,7 +74,8 @@ def job_object(job: VertexJob, state: Progress, now: float) -> dict[str, Any]:
         "name": job.name, "baseModel": request.get("baseModel"), "state": status,
         "createTime": timestamp(job.created_at), "updateTime": timestamp(now),
         "supervisedTuningSpec": request["supervisedTuningSpec"],
-        "tunedModelDisplayName": request.get("tunedModelDisplayName") or f"{request.get('baseModel')}-{job.id}",
+        "tunedModelDisplayName": (request.get("tunedModelDisplayName")
+                                  or f"{request.get('baseModel')}-{job.id}"),
     }
     for key in ("description", "labels"):
         if request.get(key):
@@ -119,20 +86,28 @@ def job_object(job: VertexJob, state: Progress, now: float) -> dict[str, Any]:
         body["endTime"] = timestamp(state.finished_at)
     if state.status in _SUB_STATES and status != "JOB_STATE_CANCELLING":
         finishing = state.status == "running" and state.finishing is not None
-        body["tuningJobState"] = "TUNING_JOB_STATE_POST_PROCESSING" if finishing else _SUB_STATES[state.status]
+        body["tuningJobState"] = ("TUNING_JOB_STATE_POST_PROCESSING" if finishing
+                                  else _SUB_STATES[state.status])
     if state.status != "validating_files":
         body["tuningDataStats"] = {"supervisedTuningDataStats": _data_stats(job)}
     if state.started_at is not None:
         epochs = _epochs(job)
         completed = min(epochs, epochs * state.step // job.timeline.steps)
-        body["tuningJobMetadata"] = {"completedStepCount": str(state.step), "completedEpochCount": str(completed)}
+        body["tuningJobMetadata"] = {"completedStepCount": str(state.step),
+                                     "completedEpochCount": str(completed)}
     if state.status == "failed" and state.error:
         body["error"] = {"code": 3, "message": state.error["message"]}
     if state.status == "succeeded":
-        body["tunedModel"] = {"model": job.model, "endpoint": job.endpoint, "checkpoints": [
-            {"checkpointId": str(n), "step": str(c.step), "epoch": str(max(1, _epochs(job) * c.step // job.timeline.steps)),
-             "endpoint": job.endpoint} for n, c in enumerate(state.checkpoints, start=1)]}
+        body["tunedModel"] = _tuned_model(job, state)
     return body
+
+
+def _tuned_model(job: VertexJob, state: Progress) -> dict[str, Any]:
+    epochs, steps = _epochs(job), job.timeline.steps
+    checkpoints = [{"checkpointId": str(n), "step": str(c.step),
+                    "epoch": str(max(1, epochs * c.step // steps)), "endpoint": job.endpoint}
+                   for n, c in enumerate(state.checkpoints, start=1)]
+    return {"model": job.model, "endpoint": job.endpoint, "checkpoints": checkpoints}
 
 
 def _epochs(job: VertexJob) -> int:
@@ -143,14 +118,14 @@ def _epochs(job: VertexJob) -> int:
 def _data_stats(job: VertexJob) -> dict[str, Any]:
     return {"tuningDatasetExampleCount": str(job.examples), "totalTuningCharacterCount": str(job.characters),
             "totalBillableCharacterCount": str(job.characters * _epochs(job)),
-            "totalBillableTokenCount": str(job.tokens * _epochs(job)), "tuningStepCount": str(job.timeline.steps),
-            "totalTruncatedExampleCount": "0"}
+            "totalBillableTokenCount": str(job.tokens * _epochs(job)),
+            "tuningStepCount": str(job.timeline.steps), "totalTruncatedExampleCount": "0"}
 
 
 def generate_content(text: str, model: str, *, finish_reason: str, prompt_tokens: int,
                      output_tokens: int) -> dict[str, Any]:
-    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish_reason,
-                            "index": 0}],
+    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                            "finishReason": finish_reason, "index": 0}],
             "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": output_tokens,
                               "totalTokenCount": prompt_tokens + output_tokens},
             "modelVersion": model}

@@ -3,9 +3,9 @@
 Objects are content-addressed by bucket and name; an upload with `ifGenerationMatch=0` onto an existing
 name is refused with 412, as GCS does. A tuning job trains on the object its `trainingDatasetUri` names,
 follows a `Timeline` like the other APIs' jobs, and reports CANCELLING for `CANCELLING_S` after a cancel.
-The store hangs off an `EmulatorState` (`vertex_store(state)`), runs every method under the state's lock,
-and, with a state directory, keeps its records in `<state_dir>/vertex.json` (object bytes go through the
-state's blob storage), so a restarted emulator finds them.
+The store hangs off an `EmulatorState` (`vertex_store(state)`), runs every method under the state's
+lock, and, with a state directory, keeps its records in `<state_dir>/vertex.json` (object bytes go
+through the state's blob storage), so a restarted emulator finds them.
 """
 
 from __future__ import annotations
@@ -13,30 +13,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import threading
 import uuid
-import weakref
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from emulator.timeline import Progress, Timeline, progress
-from emulator.vertex.shapes import GoogleError, vertex_lines_problem
+from emulator.training_file import first_problem
+from emulator.vertex.errors import GoogleError
 
 if TYPE_CHECKING:
     from emulator.state import EmulatorState
 
 CANCELLING_S = 0.05
-_STORES: weakref.WeakKeyDictionary[EmulatorState, VertexStore] = weakref.WeakKeyDictionary()
-_STORES_LOCK = threading.Lock()
 
 
 def vertex_store(state: EmulatorState) -> VertexStore:
-    """The Vertex store of `state`, created (and loaded from its state directory) on first use."""
-    with _STORES_LOCK:
-        if state not in _STORES:
-            _STORES[state] = VertexStore(state)
-        return _STORES[state]
+    """The Vertex store of `state`, made (and given what vertex.json holds) on first use."""
+    return state.store("vertex", VertexStore, file="vertex.json")
 
 
 @dataclass
@@ -52,7 +45,8 @@ class GcsObject:
 
     @property
     def blob(self) -> str:
-        return "gcs-" + hashlib.sha256(f"{self.bucket}/{self.name}/{self.generation}".encode()).hexdigest()[:32]
+        where = f"{self.bucket}/{self.name}/{self.generation}"
+        return "gcs-" + hashlib.sha256(where.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -86,7 +80,8 @@ class VertexJob:
         return self.request["supervisedTuningSpec"]["trainingDatasetUri"]
 
     def progress(self, now: float) -> Progress:
-        return progress(self.timeline, self.created_at, now, pauses=self.pauses, cancelled_at=self.cancelled_at)
+        return progress(self.timeline, self.created_at, now, pauses=self.pauses,
+                        cancelled_at=self.cancelled_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "timeline": self.timeline.to_dict()}
@@ -102,9 +97,7 @@ class VertexStore:
         self.state = state
         self._objects: dict[tuple[str, str], GcsObject] = {}
         self._jobs: dict[str, VertexJob] = {}
-        self.imitations: dict[str, Any] = {}  # tuned-model stand-ins by job id, built on first use
         self._uploads: dict[str, dict[str, Any]] = {}  # open resumable sessions by upload id
-        self._load()
 
     # -- Cloud Storage ---------------------------------------------------------------------------
 
@@ -122,7 +115,7 @@ class VertexStore:
             self.state.storage.write_blob(record.blob, content)
             self._objects[(bucket, name)] = record
             self.state.count("files_created")
-            self.save()
+            self.state.save()
             return record
 
     def start_upload(self, bucket: str, name: str, *, content_type: str | None, crc32c: str | None,
@@ -197,7 +190,7 @@ class VertexStore:
                             sum(len(t) for t in texts))
             self._jobs[job.id] = job
             self.state.count("jobs_created")
-            self.save()
+            self.state.save()
             return job
 
     def job(self, name: str) -> VertexJob:
@@ -223,7 +216,7 @@ class VertexStore:
             if job.cancelled_at is None:
                 job.cancelled_at = now + CANCELLING_S  # CANCELLING until then
                 self.state.count("jobs_cancelled")
-                self.save()
+                self.state.save()
             return job
 
     def job_for_endpoint(self, endpoint: str) -> VertexJob | None:
@@ -236,22 +229,25 @@ class VertexStore:
 
     # -- persistence -----------------------------------------------------------------------------
 
-    def save(self) -> None:
-        """Write vertex.json beside the state's snapshot (a no-op without a state directory)."""
-        directory = self.state.storage.state_dir
-        if directory is None:
-            return
-        snapshot = {"objects": [asdict(o) for o in self._objects.values()],
-                    "jobs": [j.to_dict() for j in self._jobs.values()]}
-        target = directory / "vertex.json"
-        temporary = target.with_name(f".vertex.{os.getpid()}.{threading.get_ident()}.tmp")
-        temporary.write_text(json.dumps(snapshot, indent=1), encoding="utf-8")
-        os.replace(temporary, target)
+    def to_dict(self) -> dict[str, Any]:
+        return {"objects": [asdict(o) for o in self._objects.values()],
+                "jobs": [j.to_dict() for j in self._jobs.values()]}
 
-    def _load(self) -> None:
-        directory = self.state.storage.state_dir
-        if directory is None or not (directory / "vertex.json").exists():
-            return
-        snapshot = json.loads((directory / "vertex.json").read_text(encoding="utf-8"))
-        self._objects = {(o["bucket"], o["name"]): GcsObject(**o) for o in snapshot["objects"]}
-        self._jobs = {j["id"]: VertexJob.from_dict(j) for j in snapshot["jobs"]}
+    def load(self, section: dict[str, Any] | None) -> None:
+        section = section or {"objects": [], "jobs": []}
+        self._objects = {(o["bucket"], o["name"]): GcsObject(**o) for o in section["objects"]}
+        self._jobs = {j["id"]: VertexJob.from_dict(j) for j in section["jobs"]}
+
+
+def vertex_lines_problem(content: bytes) -> str | None:
+    """The first reason `content` is not Gemini tuning JSONL, as "line N: reason", or None."""
+    return first_problem(content, _gemini_problem)
+
+
+def _gemini_problem(example: Any) -> str | None:
+    contents = example.get("contents") if isinstance(example, dict) else None
+    if not isinstance(contents, list) or not contents:
+        return "missing 'contents' list"
+    if any(not isinstance(turn, dict) or turn.get("role") not in ("user", "model") for turn in contents):
+        return "every turn needs role 'user' or 'model'"
+    return None

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-boto3 = pytest.importorskip("boto3", reason="the bedrock extra is not installed")
+pytest.importorskip("boto3", reason="the bedrock extra is not installed")
 
+import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -19,7 +20,8 @@ from emulator import EmulatorServer, Timeline
 
 ROLE = "arn:aws:iam::123456789012:role/BedrockFT"
 NOVA = "amazon.nova-micro-v1:0:128k"
-LINE = (b'{"schemaVersion": "bedrock-conversation-2024", "messages": [{"role": "user", "content": [{"text": "Hi"}]}, '
+LINE = (b'{"schemaVersion": "bedrock-conversation-2024", "messages": '
+        b'[{"role": "user", "content": [{"text": "Hi"}]}, '
         b'{"role": "assistant", "content": [{"text": "Hello."}]}]}\n')
 FAST = Timeline(validating_s=0.05, queued_s=0.05, steps=4, step_s=0.05)
 
@@ -32,8 +34,9 @@ def _clients(server: EmulatorServer, key: str = "k") -> dict[str, Any]:
 
 
 def _create(bedrock: Any, name: str, **changes: Any) -> str:
-    request = {"jobName": name, "customModelName": f"{name}-model", "roleArn": ROLE, "baseModelIdentifier": NOVA,
-               "trainingDataConfig": {"s3Uri": "s3://b1/train.jsonl"}, "outputDataConfig": {"s3Uri": "s3://b1/out/"},
+    request = {"jobName": name, "customModelName": f"{name}-model", "roleArn": ROLE,
+               "baseModelIdentifier": NOVA, "trainingDataConfig": {"s3Uri": "s3://b1/train.jsonl"},
+               "outputDataConfig": {"s3Uri": "s3://b1/out/"},
                "hyperParameters": {"epochCount": "2"}, "clientRequestToken": f"{name}-token", **changes}
     return bedrock.create_model_customization_job(**request)["jobArn"]
 
@@ -57,14 +60,16 @@ def test_a_job_lives_through_its_sub_statuses_and_ends_with_a_custom_model(serve
     assert done["status"] == "Completed" and done["trainingMetrics"]["trainingLoss"] > 0
     model = bedrock.get_custom_model(modelIdentifier=done["outputModelArn"])
     assert model["modelStatus"] == "Active" and model["jobName"] == "job-a"
-    key = f"out/model-customization-job-{arn.rsplit('/', 1)[-1]}/training_artifacts/step_wise_training_metrics.csv"
+    key = (f"out/model-customization-job-{arn.rsplit('/', 1)[-1]}"
+           "/training_artifacts/step_wise_training_metrics.csv")
     rows = s3.get_object(Bucket="b1", Key=key)["Body"].read().decode().splitlines()
     assert rows[0] == "step_number,epoch_number,training_loss,perplexity" and len(rows) == 5
     summaries = bedrock.list_model_customization_jobs(nameContains="job-")["modelCustomizationJobSummaries"]
     assert [s["jobName"] for s in summaries] == ["job-a"]
 
 
-def test_a_job_with_a_validation_set_writes_its_validation_csv_when_it_completes(server: EmulatorServer) -> None:
+def test_a_job_with_a_validation_set_writes_its_validation_csv_when_it_completes(
+        server: EmulatorServer) -> None:
     clients = _clients(server)
     clients["s3"].put_object(Bucket="b1", Key="valid.jsonl", Body=LINE)
     arn = _create(clients["bedrock"], "job-v", validationDataConfig={"validators": [{"s3Uri": "s3://b1/valid.jsonl"}]})
@@ -94,9 +99,11 @@ def test_a_repeated_token_returns_the_same_job_and_a_reused_name_conflicts(serve
     ({"trainingDataConfig": {"s3Uri": "s3://b1/missing.jsonl"}}, "ValidationException", "Cannot access"),
     ({"baseModelIdentifier": "anthropic.claude-3-haiku-20240307-v1:0:200k"}, "ResourceNotFoundException",
      "end of its life"),
-    ({"baseModelIdentifier": "amazon.titan-text-lite-v1"}, "ValidationException", "model identifier is invalid"),
+    ({"baseModelIdentifier": "amazon.titan-text-lite-v1"}, "ValidationException",
+     "model identifier is invalid"),
 ])
-def test_create_refuses_what_bedrock_refuses(server: EmulatorServer, changes: dict, code: str, words: str) -> None:
+def test_create_refuses_what_bedrock_refuses(server: EmulatorServer, changes: dict, code: str,
+                                             words: str) -> None:
     with pytest.raises(ClientError, match=code) as raised:
         _create(_clients(server)["bedrock"], "job-c", **changes)
     assert words in raised.value.response["Error"]["Message"]

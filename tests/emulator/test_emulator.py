@@ -148,7 +148,8 @@ def test_create_refuses_invalid_requests(client: openai.OpenAI, change: dict, pa
 def test_list_filters_by_metadata_and_pages_newest_first(server: EmulatorServer,
                                                          client: openai.OpenAI) -> None:
     file_id = upload(client)
-    mine = [client.fine_tuning.jobs.create(model=BASE, training_file=file_id, metadata={"batch": "b7", "n": str(i)})
+    mine = [client.fine_tuning.jobs.create(model=BASE, training_file=file_id,
+                                           metadata={"batch": "b7", "n": str(i)})
             for i in range(5)]
     client.fine_tuning.jobs.create(model=BASE, training_file=file_id, metadata={"batch": "other"})
     before = requests_to(server, "GET /v1/fine_tuning/jobs")
@@ -255,7 +256,8 @@ def test_fail_at_step_ends_failed_with_an_error(server: EmulatorServer, client: 
     assert max(e.data["step"] for e in events if e.type == "metrics") == 2
 
 
-def test_stall_at_step_stays_running_without_new_events(server: EmulatorServer, client: openai.OpenAI) -> None:
+def test_stall_at_step_stays_running_without_new_events(server: EmulatorServer,
+                                                        client: openai.OpenAI) -> None:
     with scripted(server, Timeline(validating_s=0.01, queued_s=0.01, steps=6, step_s=0.01, stall_at_step=2)):
         job = client.fine_tuning.jobs.create(model=BASE, training_file=upload(client))
     time.sleep(0.15)  # well past the nominal finish at 0.08 s
@@ -379,7 +381,8 @@ def test_malformed_does_the_work_then_tears_the_body(server: EmulatorServer, cli
     assert server.state.counters["files_created"] == before + 1
 
 
-def test_a_served_drop_does_the_work_and_loses_the_answer(server: EmulatorServer, client: openai.OpenAI) -> None:
+def test_a_served_drop_does_the_work_and_loses_the_answer(server: EmulatorServer,
+                                                          client: openai.OpenAI) -> None:
     server.state.faults.add(FaultRule("POST /v1/files", "drop", served=True))
     before = server.state.counters["files_created"]
     with pytest.raises(openai.APIConnectionError):
@@ -404,7 +407,8 @@ def test_control_api_scripts_faults_and_timeline(server: EmulatorServer, client:
     control = httpx2.Client(base_url=f"{server.url}/_emulator")
     previous = control.get("/timeline").json()
     try:
-        assert control.get("/health").json() == {"status": "ok", "apis": {"openai": "/v1", "together": "/together", "vertex": "/vertex", "bedrock": "/bedrock"}}
+        assert control.get("/health").json() == {"status": "ok", "apis": {
+            "openai": "/v1", "together": "/together", "vertex": "/vertex", "bedrock": "/bedrock"}}
         control.post("/faults", json=[{"route": "GET /v1/files", "kind": "server_error", "status": 502}])
         with pytest.raises(openai.InternalServerError):
             client.files.list()

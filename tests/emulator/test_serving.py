@@ -1,4 +1,5 @@
-"""The emulator's serving knobs for chat completions: a latency that blocks nobody else, a token-bucket limit."""
+"""The emulator's serving knobs for chat completions: a latency that blocks nobody else, a token-bucket
+limit."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import httpx2
 import openai
 import pytest
 
-from providers.base import Decoding, ModelRef
 from emulator import EmulatorServer
 from emulator.serving import Serving, ServingSettings
+from providers.base import Decoding, ModelRef
 from providers.errors import TransientProviderError
 from providers.openai.adapter import OpenAIProvider
 
@@ -103,7 +104,8 @@ def test_latency_delays_each_answer_without_queueing_the_others(server: Emulator
     single = time.monotonic() - started
     with ThreadPoolExecutor(max_workers=8) as pool:
         started = time.monotonic()
-        replies = list(pool.map(lambda _: client.chat.completions.create(model=BASE, messages=HELLO), range(8)))
+        replies = list(pool.map(lambda _: client.chat.completions.create(model=BASE, messages=HELLO),
+                                range(8)))
         together = time.monotonic() - started
 
     assert single >= 0.4 and len(replies) == 8

@@ -12,10 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-together = pytest.importorskip("together", reason="the together extra is not installed")
+pytest.importorskip("together", reason="the together extra is not installed")
 
-from providers.base import JobRef, JobState
+import together
+
 from emulator import EmulatorServer, FaultRule, Timeline
+from emulator.together.store import together_store
+from providers.base import JobRef, JobState
 from providers.together.adapter import TogetherOptions, TogetherProvider
 from tests.emulator.test_emulator import scripted
 
@@ -91,7 +94,8 @@ def test_validation_takes_file_processing_time_and_names_a_bad_line(server: Emul
                                                                     tmp_path: Path) -> None:
     server.state.file_processing_s = 0.2
     try:
-        good = client.files.upload(training_file(tmp_path, [("slow one", "slow answer")]), purpose="fine-tune")
+        good = client.files.upload(training_file(tmp_path, [("slow one", "slow answer")]),
+                                   purpose="fine-tune")
         assert good.processing_status == "RUNNING"
         with pytest.raises(together.BadRequestError, match="has not been validated yet"):
             create(client, good.id)
@@ -104,9 +108,11 @@ def test_validation_takes_file_processing_time_and_names_a_bad_line(server: Emul
     assert client.files.retrieve(refused.id).validation_report.error == "line 2: invalid JSON"
 
 
-def test_the_presigned_url_needs_its_token_not_the_key(server: EmulatorServer, client: together.Together) -> None:
+def test_the_presigned_url_needs_its_token_not_the_key(server: EmulatorServer,
+                                                       client: together.Together) -> None:
     with httpx.Client() as plain:
-        started = plain.post(f"{server.base_url_for('together')}/v1/files", headers={"Authorization": "Bearer k"},
+        started = plain.post(f"{server.base_url_for('together')}/v1/files",
+                             headers={"Authorization": "Bearer k"},
                              files={"purpose": (None, "fine-tune"), "file_name": (None, "x.jsonl"),
                                     "file_type": (None, "jsonl"), "checksum": (None, "abc")})
         assert started.status_code == 302
@@ -163,7 +169,8 @@ def test_an_unknown_create_argument_is_refused(client: together.Together, tmp_pa
                                             "learning_rate": 1e-5, "colour": "blue"}, cast_to=dict)
 
 
-def test_cancel_is_requested_then_done_and_an_ended_job_refuses(server: EmulatorServer, client: together.Together,
+def test_cancel_is_requested_then_done_and_an_ended_job_refuses(server: EmulatorServer,
+                                                                 client: together.Together,
                                                                  tmp_path: Path) -> None:
     file_id = client.files.upload(training_file(tmp_path), purpose="fine-tune").id
     with scripted(server, Timeline(steps=3, step_s=30)):
@@ -205,7 +212,8 @@ def test_a_restarted_job_reappears_under_a_new_id_and_the_adapter_follows_it(ser
     file_id = client.files.upload(training_file(tmp_path), purpose="fine-tune").id
     provider = TogetherProvider(client, TogetherOptions(file_poll_interval_s=0.01))
     before = server.state.counters
-    with scripted(server, Timeline(validating_s=0.01, queued_s=0.01, steps=4, step_s=0.02, restart_at_step=2)):
+    restarting = Timeline(validating_s=0.01, queued_s=0.01, steps=4, step_s=0.02, restart_at_step=2)
+    with scripted(server, restarting):
         original = create(client, file_id, suffix="restart-lf0123456789")
     ended = wait_until(client, original.id, "error")
 
@@ -220,12 +228,14 @@ def test_a_restarted_job_reappears_under_a_new_id_and_the_adapter_follows_it(ser
     assert status.job.job_id != original.id and ended.status == "error"
     assert status.model.model_id == original.output_name
     after = server.state.counters
-    assert (after["jobs_created"] - before["jobs_created"], after["jobs_restarted"] - before["jobs_restarted"]) == (1, 1)
+    assert (after["jobs_created"] - before["jobs_created"],
+            after["jobs_restarted"] - before["jobs_restarted"]) == (1, 1)
 
 
 # -- faults and persistence ------------------------------------------------------------------------
 
-def test_faults_and_counters_cover_the_together_routes(server: EmulatorServer, client: together.Together) -> None:
+def test_faults_and_counters_cover_the_together_routes(server: EmulatorServer,
+                                                       client: together.Together) -> None:
     server.state.faults.add(FaultRule("GET /together/v1/fine-tunes", "server_error", status=502))
     with pytest.raises(together.InternalServerError):
         client.fine_tuning.list()
@@ -270,9 +280,10 @@ def test_a_job_restarted_twice_is_followed_to_the_last_one(server: EmulatorServe
     first = provider.get_job(JobRef(provider="together", job_id=original.id))  # may still be the original
     wait_until(client, original.id, "error")
     successor = provider.get_job(JobRef(provider="together", job_id=original.id)).job.job_id
-    # a second restart of the successor, as Together might do: its own successor must be found, not the original
-    server.state.together.job(successor).timeline = Timeline(validating_s=0.01, queued_s=0.01, steps=4, step_s=0.01,
-                                                             restart_at_step=1)
+    # a second restart, of the successor, as Together might do: its own successor must be found, not
+    # the original
+    together_store(server.state).job(successor).timeline = Timeline(validating_s=0.01, queued_s=0.01, steps=4,
+                                                                    step_s=0.01, restart_at_step=1)
     wait_until(client, successor, "error")
     last = provider.get_job(JobRef(provider="together", job_id=original.id))
     assert first.job.job_id in (original.id, successor)
