@@ -3,14 +3,14 @@
 
 Flow: put the dataset into S3 in both of Bedrock's text formats (Converse for Nova, prompt/completion for
 Llama; the job picks its family's) -> create_model_customization_job with the string hyperParameters map
-checked against the family's ranges (catalog.yaml `bedrock.families`), `clientRequestToken` = the
+checked against the family's ranges (catalog.yaml `families`), `clientRequestToken` = the
 idempotency key and a job name derived from it -> get_model_customization_job (status + sub-status,
 final losses, per-step metrics from the job's output CSV in S3) -> the custom model's ARN as the ModelRef
 -> converse. Auth: the AWS credential chain (env, profile, role); `api_key` "ACCESS:SECRET" or one word
 (an emulator) replaces it. `base_url` becomes the endpoint_url of all three clients (S3 path-style).
 Quirks: Claude 3 Haiku reached end of life on 2026-09-10 in most regions and is refused; a tuned model
 is invoked through a custom-model deployment (Nova, per token) or provisioned throughput (hourly), which
-`serve` makes and `unserve` deletes (bedrock_serving), unless `options.serving` maps the custom model ARN
+`serve` makes and `unserve` deletes (serving.py), unless `options.serving` maps the custom model ARN
 to one you made. Bedrock has no seed and no LoRA knobs.
 Docs: https://docs.aws.amazon.com/bedrock/latest/userguide/model-customization-submit.html
 """
@@ -22,24 +22,11 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    NoRegionError,
-    ParamValidationError,
-)
-from botocore.parsers import ResponseParserError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from providers.bedrock import metrics as bedrock_metrics
 from providers.base import (
     Completion,
     DatasetRef,
@@ -52,7 +39,11 @@ from providers.base import (
     PreparedDataset,
     TrainingSpec,
 )
+from providers.bedrock import metrics as bedrock_metrics
+from providers.bedrock import serving as bedrock_serving
+from providers.bedrock.client import NAME, BedrockOptions, clients, job_name, request_token, translated
 from providers.bedrock.families import Family, hyperparameter_map, require_family
+from providers.bedrock.format import CONVERSE, PROMPT_COMPLETION, converse_messages
 from providers.catalog import check_training_knobs, model_facts
 from providers.errors import (
     ConfigError,
@@ -60,9 +51,7 @@ from providers.errors import (
     TransientProviderError,
     UnexpectedProviderResponse,
 )
-from providers.bedrock.format import CONVERSE, PROMPT_COMPLETION, converse_messages
 
-NAME = "bedrock"
 FORMATS = {"converse": CONVERSE, "prompt_completion": PROMPT_COMPLETION}
 
 # ModelCustomizationJobStatus in botocore's service model
@@ -84,74 +73,7 @@ TRAINING_PHASES: dict[str, JobState] = {
     "Failed": JobState.RUNNING,  # the job status turns Failed on the next poll
 }
 _DATA_PHASES = ("validationDetails", "dataProcessingDetails")
-_TRANSIENT_CODES = frozenset({"ThrottlingException", "InternalServerException", "ServiceUnavailableException",
-                              "ModelNotReadyException", "ModelTimeoutException", "RequestTimeout",
-                              "RequestTimeoutException", "SlowDown", "InternalError"})
-_NOT_FOUND = frozenset({"ResourceNotFoundException", "NoSuchKey", "NoSuchBucket", "404"})
-_TOKEN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
-
-
-class BedrockOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    region: str = Field(default="us-east-1", description="Nova trains in us-east-1, Llama in us-west-2")
-    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
-                        description="S3 bucket for data and output")
-    prefix: str = Field(default="loraflow", pattern=r"^[A-Za-z0-9_./-]*$",
-                        description="key prefix in the bucket")
-    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
-                          description="service role Bedrock assumes to read the data and write the output")
-    profile: str | None = Field(default=None, description="AWS profile; else the default credential chain")
-    warmup_steps: int | None = Field(default=None, ge=0, description="Nova: learningRateWarmupSteps")
-    serving: dict[str, str] = Field(default_factory=dict, description="custom model ARN -> the provisioned "
-                                    "throughput or custom-model deployment ARN that serves it (made by you)")
-    serve_with: Literal["deployment", "provisioned_throughput"] | None = Field(
-        default=None, description="how loraflow serves a tuned model it has not been given in `serving`: "
-        "'deployment' (on-demand, billed per token; Nova) or 'provisioned_throughput' (billed per model unit per "
-        "hour until deleted); unset means deployment where the family has it")
-    model_units: int | None = Field(default=None, ge=1, description="provisioned throughput model units")
-    serve_wait_s: float = Field(default=3600, gt=0, description="how long serving may take to become ready")
-    serve_poll_s: float = Field(default=15, gt=0)
-    max_attempts: int = Field(default=3, ge=1, le=10, description="botocore attempts per call, all told")
-    timeout_s: float = Field(default=60, gt=0)
-
-
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Raise the error-tree class for whatever boto3 raises inside (the one translation of this adapter)."""
-    try:
-        yield
-    except ClientError as exc:
-        error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
-        code, status = str(error.get("Code", "")), meta.get("HTTPStatusCode")
-        message = f"{code or 'HTTP ' + str(status)}: {error.get('Message') or exc}"
-        if code in _TRANSIENT_CODES or status in (408, 429) or (status or 0) >= 500:
-            raise TransientProviderError(NAME, message, status_code=status) from exc
-        # not-found is told by its code: moto (and S3 behind some proxies) answer it with a 400
-        status = 404 if code in _NOT_FOUND else status
-        raise PermanentProviderError(NAME, message, status_code=status) from exc
-    except (NoCredentialsError, NoRegionError) as exc:
-        raise ConfigError(f"bedrock provider: {exc} (set AWS credentials, provider.options.profile, or use "
-                          "provider.endpoint: emulator)") from exc
-    except ParamValidationError as exc:
-        raise PermanentProviderError(NAME, f"refused before sending: {exc}") from exc
-    except (ConnectionError, HTTPClientError, ResponseParserError) as exc:
-        raise TransientProviderError(NAME, f"connection failed or the answer was torn: {exc}") from exc
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise UnexpectedProviderResponse(NAME, f"response not understood: {exc!r}") from exc
-
-
-def job_name(idempotency_key: str) -> str:
-    """The job name that stands for the key: what find_job looks up (and all moto resolves)."""
-    return "lf-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-
-
-def request_token(idempotency_key: str) -> str:
-    """clientRequestToken: the key itself where Bedrock's pattern allows it, else its sha256."""
-    if len(idempotency_key) <= 256 and _TOKEN.match(idempotency_key):
-        return idempotency_key
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
 def _model_name(suffix: str | None, idempotency_key: str) -> str:
@@ -176,17 +98,7 @@ class BedrockProvider:
         except ValidationError as exc:
             raise ConfigError.from_validation(exc, where="bedrock provider",
                                               prefix="provider.options") from exc
-        credentials: dict[str, str] = {}
-        if api_key:
-            access, _, secret = api_key.partition(":")
-            credentials = {"aws_access_key_id": access, "aws_secret_access_key": secret or access}
-        session = boto3.Session(profile_name=opts.profile, region_name=opts.region, **credentials)
-        config = Config(retries={"mode": "standard", "total_max_attempts": opts.max_attempts},
-                        connect_timeout=opts.timeout_s, read_timeout=opts.timeout_s,
-                        s3={"addressing_style": "path"} if base_url else None)
-        clients = [session.client(service, endpoint_url=base_url, config=config)
-                   for service in ("s3", "bedrock", "bedrock-runtime")]
-        return cls(*clients, opts)
+        return cls(*clients(opts, base_url=base_url, api_key=api_key), opts)
 
     # -- before anything is uploaded -------------------------------------------------------------
 
@@ -212,24 +124,25 @@ class BedrockProvider:
             warnings.append(f"the {family.name} ranges are assumed, not documented here; Bedrock checks "
                             "them at create")
         if not self.options.serving and self._serve_with(family) == "provisioned_throughput":
-            warnings.append(f"the tuned model is served by provisioned throughput ({self.options.model_units} "
-                            "model units), billed per hour from creation until it is deleted; loraflow deletes it "
-                            "when the candidate is not accepted")
+            warnings.append("the tuned model is served by provisioned throughput "
+                            f"({self.options.model_units} model units), billed per hour from creation until "
+                            "it is deleted; loraflow deletes it when the candidate is not accepted")
         return warnings
 
     def _serve_with(self, family: Family) -> str:
         """The serving the options ask for, refused where the family cannot have it (before any upload)."""
         chosen = self.options.serve_with or ("deployment" if family.on_demand_deployment else None)
         if chosen is None:
-            raise ConfigError(f"provider.options.serve_with: Bedrock serves {family.name} custom models only through "
-                              "provisioned throughput, billed per model unit per hour until deleted; set serve_with: "
-                              "provisioned_throughput and model_units, or map the model to a serving ARN you made "
-                              "in provider.options.serving")
+            raise ConfigError(f"provider.options.serve_with: Bedrock serves {family.name} custom models only "
+                              "through provisioned throughput, billed per model unit per hour until deleted; "
+                              "set serve_with: provisioned_throughput and model_units, or map the model to a "
+                              "serving ARN you made in provider.options.serving")
         if chosen == "deployment" and not family.on_demand_deployment:
-            raise ConfigError(f"provider.options.serve_with: on-demand deployment is not offered for {family.name} "
-                              "custom models; allowed values: provisioned_throughput")
+            raise ConfigError("provider.options.serve_with: on-demand deployment is not offered for "
+                              f"{family.name} custom models; allowed values: provisioned_throughput")
         if chosen == "provisioned_throughput" and self.options.model_units is None:
-            raise ConfigError("provider.options.model_units: provisioned throughput needs a number of model units")
+            raise ConfigError("provider.options.model_units: provisioned throughput needs a number of "
+                              "model units")
         return chosen
 
     def _hyperparameters(self, family: Family, spec: TrainingSpec) -> dict[str, str]:
@@ -255,7 +168,7 @@ class BedrockProvider:
         for split, path in splits:
             for format_name, target in FORMATS.items():
                 body = "".join(json.dumps(target.convert(example)) + "\n" for example in _examples(path))
-                with _translated():
+                with translated():
                     self.s3.put_object(Bucket=self.options.bucket, Key=f"{stem}/{split}-{format_name}.jsonl",
                                        Body=body.encode("utf-8"), ContentType="application/jsonl")
         uri = f"s3://{self.options.bucket}/{stem}"
@@ -279,7 +192,7 @@ class BedrockProvider:
             validation = f"{data.validation_file_id}-{family.format}.jsonl"
             request["validationDataConfig"] = {"validators": [{"s3Uri": validation}]}
         try:
-            with _translated():
+            with translated():
                 self.bedrock.create_model_customization_job(**request)
         except (TransientProviderError, UnexpectedProviderResponse, PermanentProviderError) as exc:
             # the answer may have been lost, or an earlier try made the job (a name conflict is a 400)
@@ -298,7 +211,7 @@ class BedrockProvider:
             raise failure from exc
 
     def get_job(self, job: JobRef) -> JobStatus:
-        with _translated():
+        with translated():
             remote = self.bedrock.get_model_customization_job(jobIdentifier=job.job_id)
         if "status" not in remote:  # botocore turns a torn JSON body into an answer without members
             raise TransientProviderError(NAME, f"job {job.job_id}: an answer without a status (a torn body)")
@@ -310,11 +223,13 @@ class BedrockProvider:
             training = (details.get("trainingDetails") or {}).get("status", "NotStarted")
             state = TRAINING_PHASES.get(training)
             if state is None:
-                raise UnexpectedProviderResponse(NAME, f"job {job.job_id}: unknown training status {training!r}")
+                raise UnexpectedProviderResponse(NAME,
+                                                 f"job {job.job_id}: unknown training status {training!r}")
         data_at_fault = state is JobState.FAILED and any(
             (details.get(phase) or {}).get("status") == "Failed" for phase in _DATA_PHASES)
         observed = state in (JobState.RUNNING, JobState.SUCCEEDED)
-        step, metrics = self._step_metrics(remote, ended=state is JobState.SUCCEEDED) if observed else (None, {})
+        step, metrics = (self._step_metrics(remote, ended=state is JobState.SUCCEEDED) if observed
+                         else (None, {}))
         metrics.update(bedrock_metrics.final_losses(remote))
         ended = state in (JobState.FAILED, JobState.CANCELLED)
         message = str(remote.get("failureMessage") or "") if ended else ""
@@ -332,7 +247,7 @@ class BedrockProvider:
         ended (Bedrock validates after training)."""
         artifacts = [bedrock_metrics.TRAINING_CSV] + ([bedrock_metrics.VALIDATION_CSV] if ended else [])
         step, metrics = None, {}
-        with _translated():
+        with translated():
             for artifact in artifacts:
                 rows = bedrock_metrics.read_rows(self.s3, remote, artifact, NAME)
                 if rows:
@@ -343,13 +258,13 @@ class BedrockProvider:
     def loss_curve(self, job: JobRef) -> list[dict[str, float]]:
         """Rows of step, epoch, train_loss and valid_loss from the job's metrics CSVs (a method beyond the
         Provider protocol); empty until the job has written them."""
-        with _translated():
+        with translated():
             remote = self.bedrock.get_model_customization_job(jobIdentifier=job.job_id)
             return bedrock_metrics.loss_curve(self.s3, remote, NAME)
 
     def cancel(self, job: JobRef) -> None:
         try:
-            with _translated():
+            with translated():
                 self.bedrock.stop_model_customization_job(jobIdentifier=job.job_id)
         except PermanentProviderError:
             # Bedrock refuses to stop a job that ended or is already stopping: nothing left to do
@@ -359,7 +274,7 @@ class BedrockProvider:
 
     def find_job(self, idempotency_key: str) -> JobRef | None:
         try:
-            with _translated():
+            with translated():
                 remote = self.bedrock.get_model_customization_job(jobIdentifier=job_name(idempotency_key))
         except PermanentProviderError as exc:
             if exc.status_code == 404:
@@ -374,21 +289,18 @@ class BedrockProvider:
         throughput made (or found) under `name`. The latter bills until `unserve`."""
         if model.model_id in self.options.serving:
             return model.model_copy(update={"model_id": self.options.serving[model.model_id]})
-        from providers.bedrock import serving as bedrock_serving  # it builds on this module
-
         units = None
         if self._serve_with(require_family(model.base_model)) == "provisioned_throughput":
             units = self.options.model_units
-        return bedrock_serving.deploy(self, model, name=name, model_units=units,
+        return bedrock_serving.deploy(self.bedrock, model, name=name, model_units=units,
                                       wait_s=self.options.serve_wait_s, poll_s=self.options.serve_poll_s)
 
     def unserve(self, served: ModelRef) -> None:
-        """Delete what `serve` made (stops its billing); a serving named in `options.serving` is left alone."""
+        """Delete what `serve` made (stops its billing); a serving named in `options.serving` is left
+        alone."""
         if served.model_id in self.options.serving.values() or ":custom-model/" in served.model_id:
             return
-        from providers.bedrock import serving as bedrock_serving
-
-        bedrock_serving.undeploy(self, served.model_id)
+        bedrock_serving.undeploy(self.bedrock, served.model_id)
 
     # -- inference -------------------------------------------------------------------------------
 
@@ -404,7 +316,7 @@ class BedrockProvider:
         if system:
             request["system"] = [{"text": text} for text in system]
         started = time.perf_counter()
-        with _translated():
+        with translated():
             response = self.runtime.converse(**request)
             if "output" not in response:
                 raise TransientProviderError(NAME, "converse answer without output (torn or empty body)")

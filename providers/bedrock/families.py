@@ -49,8 +49,9 @@ class Family(_Fact):
     format: Format
     regions: list[str]
     validation: bool = Field(default=True, description="whether jobs take a validation set")
-    on_demand_deployment: bool = Field(default=False, description="whether its custom models can be served by an "
-                                       "on-demand custom-model deployment (else only provisioned throughput)")
+    on_demand_deployment: bool = Field(default=False, description="whether its custom models can be served "
+                                       "by an on-demand custom-model deployment (else only provisioned "
+                                       "throughput)")
     ended: date | None = Field(default=None, description="end of life: no new jobs")
     ended_note: str = ""
     hyperparameters: dict[str, Hyperparameter]

@@ -53,15 +53,16 @@ def convert_prompt_completion(example: Example) -> dict[str, Any]:
     else:
         turns = [f"{m['role'].capitalize()}: {m['content']}" for m in history]
     system = system_text(messages[:last])
-    return {"prompt": "\n\n".join(([system] if system else []) + turns), "completion": messages[last]["content"]}
+    return {"prompt": "\n\n".join(([system] if system else []) + turns),
+            "completion": messages[last]["content"]}
 
 
 def check_prompt_completion(example: Example) -> list[FormatProblem]:
     problems = _common(example)
     if sum(1 for m in example["messages"] if m["role"] == "assistant") > 1:
         problems.append(FormatProblem("multi_turn_flattened", Severity.WARNING,
-                                      "the prompt/completion format trains only the final assistant turn; earlier "
-                                      "turns become part of the prompt"))
+                                      "the prompt/completion format trains only the final assistant turn; "
+                                      "earlier turns become part of the prompt"))
     return problems
 
 
@@ -79,7 +80,8 @@ def _common(example: Example) -> list[FormatProblem]:
 CONVERSE = TrainingFormat(name="bedrock-converse", check=check_converse, convert=convert_converse,
                           tokenizer_fallback="chars/6", codes=_CODES, recommended_examples=100)
 PROMPT_COMPLETION = TrainingFormat(name="bedrock-prompt-completion", check=check_prompt_completion,
-                                   convert=convert_prompt_completion, tokenizer_fallback="chars/6", codes=_CODES)
+                                   convert=convert_prompt_completion, tokenizer_fallback="chars/6",
+                                   codes=_CODES)
 
 
 def format_for(model: str) -> TrainingFormat:

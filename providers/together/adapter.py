@@ -19,16 +19,13 @@ import json
 import os
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import httpx
 import together
-from pydantic import BaseModel, ConfigDict, Field
-from together.lib.types.error import FileTypeError
+from pydantic import BaseModel
 
 from providers.base import (
     Completion,
@@ -43,16 +40,17 @@ from providers.base import (
     TrainingSpec,
     created_or_found,
 )
-from providers.catalog import LoraLimits, ModelFacts, Range, check_training_knobs, model_facts
+from providers.catalog import check_training_knobs
 from providers.errors import (
     ConfigError,
     PermanentProviderError,
     TransientProviderError,
     UnexpectedProviderResponse,
 )
-from providers.hosted import completion, is_preference_data, options_and_key, translated
+from providers.hosted import completion, is_preference_data, options_and_key
+from providers.together.client import NAME, TogetherOptions, translated
+from providers.together.limits import model_limits
 
-NAME = "together"
 TAG_LENGTH = 12  # "lf" + 10 hex digits of sha256(idempotency key)
 MAX_SUFFIX = 40
 
@@ -72,24 +70,6 @@ _OBSERVED = (JobState.RUNNING, JobState.SUCCEEDED)
 _FILE_DONE = ("COMPLETED", "FAILED", "INVALID_FORMAT")
 
 
-class TogetherOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    api_key_env: str = Field(default="TOGETHER_API_KEY", description="environment variable holding the API key")
-    max_retries: int = Field(default=2, ge=0, le=10, description="SDK-level retries per request (never create)")
-    timeout_s: float = Field(default=60, gt=0)
-    file_poll_interval_s: float = Field(default=2.0, gt=0)
-    file_wait_s: float = Field(default=1800, gt=0)
-    live_limits: bool = Field(default=True, description="check_spec asks Together's limits endpoint; "
-                                                        "the catalog when off or unreachable")
-    n_checkpoints: int = Field(default=1, ge=1)
-    n_evals: int = Field(default=0, ge=0, description="evaluations on the validation file during training")
-    warmup_ratio: float = Field(default=0.0, ge=0, le=1)
-    lr_scheduler: Literal["cosine", "linear"] = "cosine"
-    train_on_inputs: bool | Literal["auto"] = Field(default="auto", description="SFT only: train on user turns")
-    dpo_beta: float | None = Field(default=None, gt=0, description="DPO only: the preference strength")
-
-
 @dataclass(frozen=True)
 class PriceEstimate:
     """Together's own estimate for a job (POST /v1/fine-tunes/estimate-price)."""
@@ -98,11 +78,6 @@ class PriceEstimate:
     train_tokens: float | None
     allowed_to_proceed: bool | None
     unavailable_reason: str | None = None
-
-
-def _translated() -> AbstractContextManager[None]:
-    # the presigned PUT and streamed downloads go through httpx directly, so its errors arrive unwrapped
-    return translated(NAME, together, refusals=(FileTypeError,), transport=(httpx.TransportError,))
 
 
 def idempotency_tag(key: str) -> str:
@@ -140,9 +115,10 @@ class TogetherProvider:
     def check_spec(self, spec: TrainingSpec) -> list[str]:
         """Check the knobs against the model's limits: Together's own when reachable, else the catalog."""
         if spec.suffix is not None and len(spec.suffix) > MAX_SUFFIX - TAG_LENGTH - 1:
-            raise ConfigError(f"training.suffix: at most {MAX_SUFFIX - TAG_LENGTH - 1} characters on Together "
-                              f"(it allows {MAX_SUFFIX}; loraflow appends a {TAG_LENGTH}-character idempotency tag)")
-        facts, warnings = self._limits(spec.base_model)
+            raise ConfigError(f"training.suffix: at most {MAX_SUFFIX - TAG_LENGTH - 1} characters on "
+                              f"Together (it allows {MAX_SUFFIX}; loraflow appends a {TAG_LENGTH}-character "
+                              "idempotency tag)")
+        facts, warnings = model_limits(self.client, spec.base_model, live=self.options.live_limits)
         check_training_knobs(facts, spec, "Together")
         if facts.origin == "catalog" and facts.confidence == "recalled":
             warnings.append(f"Together limits for {spec.base_model} come from recalled catalog facts (as of "
@@ -152,34 +128,10 @@ class TogetherProvider:
                             "needs a dedicated endpoint, billed per minute while it runs")
         return warnings
 
-    def _limits(self, model: str) -> tuple[ModelFacts, list[str]]:
-        """The model's limits: Together's live answer when asked and reachable, else the catalog's."""
-        if self.options.live_limits:
-            try:
-                with _translated():
-                    limits = self.client.fine_tuning.model_limits(model_name=model)
-                return _live_facts(model, limits, model_facts(NAME, model)), []
-            except PermanentProviderError as exc:
-                if exc.status_code in (400, 404):
-                    raise ConfigError(f"training.base_model: Together does not fine-tune {model!r} ({exc})") from exc
-                raise
-            except TransientProviderError as exc:
-                fallback = [f"Together's limits endpoint did not answer ({exc}); checked against the catalog"]
-                return self._catalog_facts(model), fallback
-        return self._catalog_facts(model), []
-
-    @staticmethod
-    def _catalog_facts(model: str) -> ModelFacts:
-        facts = model_facts(NAME, model)
-        if facts is None:
-            raise ConfigError(f"training.base_model: {model!r} is not in the catalog of Together models and "
-                              "the live limits were not asked (provider.options.live_limits)")
-        return facts
-
     def estimate_price(self, spec: TrainingSpec, data: DatasetRef) -> PriceEstimate:
         """Together's price for this job, before it is created (a method beyond the Provider protocol)."""
         training_type = {"type": "Lora", **self._lora(spec)}
-        with _translated():
+        with translated():
             answer = self.client.fine_tuning.estimate_price(
                 training_file=data.train_file_id, model=spec.base_model, n_epochs=spec.epochs or 1,
                 n_evals=self.options.n_evals, training_type=training_type,
@@ -201,12 +153,13 @@ class TogetherProvider:
 
     def _upload_file(self, path: Path) -> str:
         deadline = time.monotonic() + self.options.file_wait_s
-        with _translated():
+        with translated():
             # tasks/data validated the file already, so the SDK's local check is skipped
             record = self.client.files.upload(_vendor_file(path), purpose="fine-tune", check=False)
             if record.processing_status == "PENDING":
                 # a 409 "already uploaded" answer skips the SDK's preprocess call; asking again is harmless
-                record = self.client.post(f"/v1/files/{record.id}/preprocess", cast_to=together.types.FileResponse)
+                record = self.client.post(f"/v1/files/{record.id}/preprocess",
+                                          cast_to=together.types.FileResponse)
             while record.processing_status not in _FILE_DONE:
                 if time.monotonic() > deadline:
                     raise TransientProviderError(NAME, f"file {record.id} still {record.processing_status} "
@@ -217,21 +170,23 @@ class TogetherProvider:
                 record = self.client.files.retrieve(record.id)  # upload() drops the report it was given
         if record.processing_status != "COMPLETED":
             reason = getattr(record.validation_report, "error", None) or "no reason given"
-            raise PermanentProviderError(NAME, f"file {path.name} rejected ({record.processing_status}): {reason}")
+            raise PermanentProviderError(NAME, f"file {path.name} rejected ({record.processing_status}): "
+                                               f"{reason}")
         return record.id
 
     # -- jobs ------------------------------------------------------------------------------------
 
     def create_job(self, spec: TrainingSpec, data: DatasetRef, *, idempotency_key: str) -> JobRef:
-        with _translated():
+        with translated():
             preference = is_preference_data(self.client, data.train_file_id)
-        method: dict[str, Any] = ({"training_method": "dpo", "dpo_beta": self.options.dpo_beta} if preference
-                                  else {"training_method": "sft", "train_on_inputs": self.options.train_on_inputs})
-        optional = {"n_epochs": spec.epochs, "learning_rate": spec.learning_rate, "batch_size": spec.batch_size,
-                    "random_seed": spec.seed}
+        method: dict[str, Any] = (
+            {"training_method": "dpo", "dpo_beta": self.options.dpo_beta} if preference
+            else {"training_method": "sft", "train_on_inputs": self.options.train_on_inputs})
+        optional = {"n_epochs": spec.epochs, "learning_rate": spec.learning_rate,
+                    "batch_size": spec.batch_size, "random_seed": spec.seed}
 
         def create() -> JobRef:
-            with _translated():
+            with translated():
                 job = self._create(
                     training_file=data.train_file_id, model=spec.base_model,
                     validation_file=data.validation_file_id or "", n_evals=self.options.n_evals,
@@ -254,20 +209,20 @@ class TogetherProvider:
 
     @staticmethod
     def _lora(spec: TrainingSpec) -> dict[str, Any]:
+        modules = ",".join(spec.lora_target_modules or ["all-linear"])
         lora: dict[str, Any] = {"lora_r": spec.lora_r, "lora_alpha": spec.lora_alpha,
-                                "lora_dropout": spec.lora_dropout or 0.0,
-                                "lora_trainable_modules": ",".join(spec.lora_target_modules or ["all-linear"])}
+                                "lora_dropout": spec.lora_dropout or 0.0, "lora_trainable_modules": modules}
         return {k: v for k, v in lora.items() if v is not None}
 
     def get_job(self, job: JobRef) -> JobStatus:
-        with _translated():
+        with translated():
             remote = self.client.fine_tuning.retrieve(job.job_id)
         state = STATES.get(remote.status)
         if state is None:
             raise UnexpectedProviderResponse(NAME, f"job {job.job_id} has unknown status {remote.status!r}")
         message, data_at_fault = "", remote.status == "user_error"
         if state in (JobState.FAILED, JobState.CANCELLED):
-            with _translated():
+            with translated():
                 events = self.client.fine_tuning.list_events(job.job_id).data
             if any(event.type == "job_restarted" for event in events):
                 return self._follow_restart(job, remote)
@@ -276,17 +231,18 @@ class TogetherProvider:
         step, metrics = self._progress(job) if state in _OBSERVED else (None, {})
         model = None
         if state is JobState.SUCCEEDED and remote.x_model_output_name:
-            model = ModelRef(provider=NAME, model_id=remote.x_model_output_name, base_model=remote.model or "",
-                             job_id=remote.id)
+            model = ModelRef(provider=NAME, model_id=remote.x_model_output_name,
+                             base_model=remote.model or "", job_id=remote.id)
         elif state is JobState.SUCCEEDED:
             state, message = JobState.RUNNING, "completed; waiting for the output model name"
         return JobStatus(job=job, state=state, vendor_state=remote.status, message=message,
-                         data_at_fault=data_at_fault, step=step, total_steps=_extra_int(remote, "total_steps"),
+                         data_at_fault=data_at_fault, step=step,
+                         total_steps=_extra_int(remote, "total_steps"),
                          metrics=metrics, model=model, trained_tokens=remote.token_count if model else None,
                          estimated_finish=_estimated_finish(remote))
 
     def _progress(self, job: JobRef) -> tuple[int | None, dict[str, float]]:
-        with _translated():
+        with translated():
             rows = self.client.fine_tuning.list_metrics(job.job_id).metrics or []
         if not rows:
             return None, {}
@@ -305,7 +261,7 @@ class TogetherProvider:
 
     def cancel(self, job: JobRef) -> None:
         try:
-            with _translated():
+            with translated():
                 self.client.fine_tuning.cancel(job.job_id)
         except PermanentProviderError:
             # an ended job cannot be cancelled: a no-op for us, unless Together restarted it under a new id
@@ -321,15 +277,15 @@ class TogetherProvider:
 
     def _newest_with_tag(self, tag: str, newer_than: Any = None) -> str | None:
         """The id of the newest listed job whose suffix ends with `tag` (created after `newer_than`)."""
-        with _translated():
+        with translated():
             jobs = self.client.fine_tuning.list().data
-        tagged = [j for j in jobs if (j.suffix or "").endswith(tag)
-                  and (newer_than is None or (j.id != newer_than.id and j.created_at >= newer_than.created_at))]
+        tagged = [j for j in jobs if (j.suffix or "").endswith(tag) and (
+            newer_than is None or (j.id != newer_than.id and j.created_at >= newer_than.created_at))]
         return max(tagged, key=lambda j: j.created_at).id if tagged else None
 
     def checkpoints(self, job: JobRef) -> list[dict[str, Any]]:
         """The job's saved checkpoints, newest first: step, kind, created_at, path (beyond the Protocol)."""
-        with _translated():
+        with translated():
             listed = self.client.fine_tuning.list_checkpoints(job.job_id).data
         return [{"step": c.step, "kind": c.checkpoint_type, "created_at": c.created_at, "path": c.path}
                 for c in listed]
@@ -339,7 +295,7 @@ class TogetherProvider:
         partial = dest.with_name(f".{dest.name}.partial")
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with _translated(), self.client.fine_tuning.with_streaming_response.content(
+            with translated(), self.client.fine_tuning.with_streaming_response.content(
                     ft_id=job.job_id, checkpoint="adapter") as response, partial.open("wb") as out:
                 for chunk in response.iter_bytes():
                     out.write(chunk)
@@ -353,27 +309,11 @@ class TogetherProvider:
     def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
         optional = {"seed": params.seed, "stop": params.stop}
         started = time.perf_counter()
-        with _translated():
+        with translated():
             response = self.client.chat.completions.create(
                 model=model.model_id, messages=messages, temperature=params.temperature, top_p=params.top_p,
                 max_tokens=params.max_tokens, **{k: v for k, v in optional.items() if v is not None})
             return completion(response, started)
-
-
-def _live_facts(model: str, limits: Any, catalog: ModelFacts | None) -> ModelFacts:
-    """Together's live model limits as catalog facts (prices and dates still come from the catalog)."""
-    lora = limits.lora_training
-    known = catalog.model_dump(include={"tokenizer", "parameters_b", "serverless_lora", "training_usd_per_1m_tokens",
-                                        "inference_usd_per_1m_tokens", "methods"}) if catalog else {}
-    return ModelFacts(
-        provider=NAME, model_id=model, context_tokens=limits.max_seq_length_sft, **known,
-        epochs=Range(min=1, max=limits.max_num_epochs),
-        learning_rate=Range(min=limits.min_learning_rate, max=limits.max_learning_rate),
-        lora=LoraLimits(default_rank=lora.default_rank, max_rank=lora.max_rank, target_modules=lora.target_modules,
-                        min_batch_size=lora.min_batch_size, max_batch_size=lora.max_batch_size,
-                        max_batch_size_dpo=lora.max_batch_size_dpo),
-        as_of=datetime.now(UTC).date(), sources=["GET /v1/fine-tunes/models/limits"],
-        origin="Together's limits endpoint")
 
 
 def _suffix(suffix: str | None, idempotency_key: str) -> str:

@@ -30,18 +30,20 @@ def convert(example: Example) -> dict[str, Any]:
 
 def check(example: Example) -> list[FormatProblem]:
     problems = []
-    order = alternation_problem(example["messages"], Severity.ERROR, "Together's conversational format requires it")
+    order = alternation_problem(example["messages"], Severity.ERROR,
+                                "Together's conversational format requires it")
     if order:
         problems.append(order)
     if weighted(example):
         problems.append(FormatProblem("weight_ignored", Severity.WARNING,
-                                      "Together's conversational format has no per-message weight; it is dropped "
-                                      "and every assistant turn is trained"))
+                                      "Together's conversational format has no per-message weight; it is "
+                                      "dropped and every assistant turn is trained"))
     return problems
 
 
-FORMAT = TrainingFormat(name="together-conversational", check=check, convert=convert, tokenizer_fallback="chars/4",
-                        codes=frozenset({"role_order", "weight_ignored"}), min_examples=1)
+FORMAT = TrainingFormat(name="together-conversational", check=check, convert=convert,
+                        tokenizer_fallback="chars/4", codes=frozenset({"role_order", "weight_ignored"}),
+                        min_examples=1)
 
 
 def format_for(model: str) -> TrainingFormat:

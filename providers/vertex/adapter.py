@@ -15,27 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-import httpx
-import requests
 from google import genai
-from google.api_core import exceptions as gcs_errors
 from google.api_core.retry import Retry
-from google.auth import exceptions as auth_errors
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
-from google.genai import errors as genai_errors
 from google.genai import types
-from google.oauth2.credentials import Credentials
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from providers.base import (
     Completion,
@@ -54,21 +45,20 @@ from providers.catalog import ModelFacts, check_training_knobs, model_facts
 from providers.errors import (
     ConfigError,
     PermanentProviderError,
-    TransientProviderError,
     UnexpectedProviderResponse,
 )
 from providers.vertex import format as vertex_format
+from providers.vertex.client import NAME, VertexOptions, clients, resolved, translated
 
-NAME = "vertex"
 LABEL = "loraflow-key"
-EMULATOR_PROJECT = "loraflow-emulator"
 _V = types.JobState
 STATES: dict[types.JobState, JobState] = {
     _V.JOB_STATE_QUEUED: JobState.PENDING,
     _V.JOB_STATE_PENDING: JobState.PENDING,
     _V.JOB_STATE_RUNNING: JobState.RUNNING,
     _V.JOB_STATE_UPDATING: JobState.RUNNING,  # a running job being updated returns to RUNNING
-    _V.JOB_STATE_PAUSED: JobState.PAUSED,  # "stopped and can be resumed": not an end, the poller keeps watching
+    # "stopped and can be resumed": not an end, the poller keeps watching
+    _V.JOB_STATE_PAUSED: JobState.PAUSED,
     _V.JOB_STATE_CANCELLING: JobState.CANCELLING,
     _V.JOB_STATE_SUCCEEDED: JobState.SUCCEEDED,
     _V.JOB_STATE_PARTIALLY_SUCCEEDED: JobState.SUCCEEDED,  # only with a tuned endpoint; FAILED without one
@@ -77,83 +67,15 @@ STATES: dict[types.JobState, JobState] = {
     _V.JOB_STATE_CANCELLED: JobState.CANCELLED,
 }
 REFUSED_STATES = frozenset({_V.JOB_STATE_UNSPECIFIED})  # a job without a state is a response we do not know
-ADAPTER_SIZES = {1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_FOUR", 8: "ADAPTER_SIZE_EIGHT",
-                 16: "ADAPTER_SIZE_SIXTEEN", 32: "ADAPTER_SIZE_THIRTY_TWO"}
-_RETRIED_STATUSES = (408, 429, 500, 502, 503, 504)
+ADAPTER_SIZES = {1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_FOUR",
+                 8: "ADAPTER_SIZE_EIGHT", 16: "ADAPTER_SIZE_SIXTEEN", 32: "ADAPTER_SIZE_THIRTY_TWO"}
 _HIDDEN_KNOBS = ("lora_alpha", "lora_dropout", "batch_size")
 _INVALID_ARGUMENT = 3  # google.rpc.Code: the service blamed the request or its data
-
-
-def _http_transport_errors() -> tuple[type[Exception], ...]:
-    # google-genai 3 runs on httpx2 when it is installed and on httpx otherwise: both stacks' network errors
-    try:
-        import httpx2
-    except ImportError:
-        return (httpx.TransportError,)
-    return (httpx.TransportError, httpx2.TransportError)
-
-
-_TRANSPORT_ERRORS = (*_http_transport_errors(), requests.ConnectionError, requests.Timeout,
-                     requests.exceptions.ChunkedEncodingError, auth_errors.TransportError)
-
-
-class VertexOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    project: str | None = Field(default=None, description="Google Cloud project; GOOGLE_CLOUD_PROJECT when unset")
-    location: str = Field(default="us-central1", min_length=1)
-    gcs_bucket: str | None = Field(default=None, description="bucket the training files go to")
-    gcs_prefix: str = Field(default="loraflow", description="object name prefix inside the bucket")
-    adapter_size: Literal[1, 2, 4, 8, 16, 32] | None = Field(
-        default=None, description="LoRA rank Vertex trains; training.lora_r sets it too")
-    learning_rate_multiplier: float | None = Field(default=None, gt=0)
-    api_version: Literal["v1", "v1beta1"] = "v1beta1"
-    retry_attempts: int = Field(default=5, ge=1, le=10, description="attempts per request, the first included")
-    retry_initial_delay_s: float = Field(default=1.0, ge=0)
-    retry_max_delay_s: float = Field(default=60.0, ge=0)
-    gcs_retry_timeout_s: float = Field(default=120.0, gt=0, description="how long Cloud Storage calls retry")
-    timeout_s: float = Field(default=60, gt=0)
-
-
-@contextmanager
-def _translated() -> Iterator[None]:
-    """The one boundary where google-genai, Cloud Storage and transport errors become loraflow errors."""
-    try:
-        yield
-    except genai_errors.APIError as exc:
-        message = f"HTTP {exc.code} {exc.status or ''}: {exc.message or exc}".replace("  ", " ")
-        if exc.code in _RETRIED_STATUSES:
-            raise TransientProviderError(NAME, message, status_code=exc.code) from exc
-        raise PermanentProviderError(NAME, message, status_code=exc.code) from exc
-    except gcs_errors.RetryError as exc:
-        raise TransientProviderError(NAME, f"Cloud Storage kept failing: {exc}") from exc
-    except gcs_errors.GoogleAPICallError as exc:
-        status = exc.code if isinstance(exc.code, int) else None
-        if status in _RETRIED_STATUSES or (status or 0) >= 500:
-            raise TransientProviderError(NAME, f"Cloud Storage HTTP {status}: {exc.message}", status_code=status) from exc
-        raise PermanentProviderError(NAME, f"Cloud Storage HTTP {status}: {exc.message}", status_code=status) from exc
-    except (auth_errors.RefreshError, auth_errors.DefaultCredentialsError) as exc:
-        raise ConfigError(f"vertex provider: no usable Google credentials ({exc}); run `gcloud auth "
-                          "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from exc
-    except _TRANSPORT_ERRORS as exc:
-        raise TransientProviderError(NAME, f"connection failed: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        # a torn or garbled body: asking again is safe, unlike a well-formed answer we do not understand
-        raise TransientProviderError(NAME, f"response body was not JSON: {exc}") from exc
-    except (ValidationError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise UnexpectedProviderResponse(NAME, f"response not understood: {exc}") from exc
 
 
 def idempotency_tag(key: str) -> str:
     """The label value standing for the idempotency key (Vertex labels: lowercase letters and digits)."""
     return "lf" + hashlib.sha256(key.encode()).hexdigest()[:30]
-
-
-def retry_options(options: VertexOptions) -> types.HttpRetryOptions:
-    """What google-genai retries (nothing by default): 408, 429 and 5xx, with exponential backoff."""
-    return types.HttpRetryOptions(attempts=options.retry_attempts, initial_delay=options.retry_initial_delay_s,
-                                  max_delay=options.retry_max_delay_s, exp_base=2, jitter=1,
-                                  http_status_codes=list(_RETRIED_STATUSES))
 
 
 class VertexProvider:
@@ -174,8 +96,9 @@ class VertexProvider:
         try:
             opts = VertexOptions.model_validate(options)
         except ValidationError as exc:
-            raise ConfigError.from_validation(exc, where="vertex provider", prefix="provider.options") from exc
-        return cls(*_clients(opts, base_url, api_key), _resolved(opts, base_url))
+            raise ConfigError.from_validation(exc, where="vertex provider",
+                                              prefix="provider.options") from exc
+        return cls(*clients(opts, base_url, api_key), resolved(opts, base_url))
 
     # -- before anything is uploaded -------------------------------------------------------------
 
@@ -185,37 +108,40 @@ class VertexProvider:
         if spec.lora_target_modules not in (None, ["all-linear"]):
             hidden.append("lora_target_modules")
         if hidden:
-            raise ConfigError(f"training.{hidden[0]}: Vertex exposes no LoRA alpha, dropout, target modules or "
-                              "batch size for Gemini tuning (it chooses them; the adapter size is the rank: "
-                              "training.lora_r or provider.options.adapter_size); remove "
+            raise ConfigError(f"training.{hidden[0]}: Vertex exposes no LoRA alpha, dropout, target modules "
+                              "or batch size for Gemini tuning (it chooses them; the adapter size is the "
+                              "rank: training.lora_r or provider.options.adapter_size); remove "
                               + ", ".join(f"training.{k}" for k in hidden))
         if spec.learning_rate is not None:
-            raise ConfigError("training.learning_rate: Vertex tunes Gemini with a multiplier of its own default "
-                              "rate; set provider.options.learning_rate_multiplier instead")
+            raise ConfigError("training.learning_rate: Vertex tunes Gemini with a multiplier of its own "
+                              "default rate; set provider.options.learning_rate_multiplier instead")
         warnings_ = ["Vertex tuning takes no seed: training.seed is ignored"] if spec.seed is not None else []
         facts = model_facts(NAME, spec.base_model)
         if facts is None:
             self._adapter_size(spec, None)
-            unchecked = f"{spec.base_model} is not in the catalog of Vertex models: its ranges are not checked"
+            unchecked = (f"{spec.base_model} is not in the catalog of Vertex models: "
+                         "its ranges are not checked")
             return [*warnings_, unchecked]
-        check_training_knobs(facts.model_copy(update={"lora": None}), spec.model_copy(update={"lora_r": None}),
-                             "Vertex")
+        check_training_knobs(facts.model_copy(update={"lora": None}),
+                             spec.model_copy(update={"lora_r": None}), "Vertex")
         self._adapter_size(spec, facts)
         multiplier, allowed = self.options.learning_rate_multiplier, facts.learning_rate_multiplier
         if multiplier is not None and allowed is not None and not allowed.contains(multiplier):
-            raise ConfigError(f"provider.options.learning_rate_multiplier: Vertex allows {allowed.describe()} for "
-                              f"{facts.model_id}, got {multiplier:g} ({facts.origin}, as of {facts.as_of})")
+            raise ConfigError("provider.options.learning_rate_multiplier: Vertex allows "
+                              f"{allowed.describe()} for {facts.model_id}, got {multiplier:g} "
+                              f"({facts.origin}, as of {facts.as_of})")
         if facts.confidence == "recalled":
             warnings_.append(f"Vertex limits for {spec.base_model} include recalled catalog facts (as of "
-                             f"{facts.as_of}: {', '.join(facts.recalled)}); Vertex checks them again at create")
+                             f"{facts.as_of}: {', '.join(facts.recalled)}); "
+                             "Vertex checks them again at create")
         return warnings_
 
     def _adapter_size(self, spec: TrainingSpec, facts: ModelFacts | None) -> str | None:
         """The AdapterSize name for the rank asked for (training.lora_r or options.adapter_size), if any."""
         rank, chosen = spec.lora_r, self.options.adapter_size
         if rank is not None and chosen is not None and rank != chosen:
-            raise ConfigError(f"training.lora_r: {rank} disagrees with provider.options.adapter_size {chosen}; "
-                              "set one of them")
+            raise ConfigError(f"training.lora_r: {rank} disagrees with provider.options.adapter_size "
+                              f"{chosen}; set one of them")
         size = rank if rank is not None else chosen
         if size is None:
             return None
@@ -223,8 +149,8 @@ class VertexProvider:
         allowed = [s for s in ADAPTER_SIZES if s <= largest]
         if size not in allowed:
             where = f" for {facts.model_id} ({facts.origin}, as of {facts.as_of})" if facts else ""
-            raise ConfigError(f"training.lora_r: Vertex adapter sizes{where} are {', '.join(map(str, allowed))}; "
-                              f"got {size}")
+            raise ConfigError(f"training.lora_r: Vertex adapter sizes{where} are "
+                              f"{', '.join(map(str, allowed))}; got {size}")
         return ADAPTER_SIZES[size]
 
     # -- data ------------------------------------------------------------------------------------
@@ -235,7 +161,8 @@ class VertexProvider:
         validation = None
         if data.eval_path is not None and data.eval_examples:
             validation = self._upload_file(data.eval_path, f"{folder}/validation.jsonl")
-        return DatasetRef(provider=NAME, train_file_id=train, validation_file_id=validation, sha256=data.sha256)
+        return DatasetRef(provider=NAME, train_file_id=train, validation_file_id=validation,
+                          sha256=data.sha256)
 
     def _upload_file(self, path: Path, name: str) -> str:
         """gs:// URI of the Gemini-format copy of `path`; an object already at `name` is the same content
@@ -246,9 +173,10 @@ class VertexProvider:
             with path.open(encoding="utf-8") as source, converted.open("w", encoding="utf-8") as target:
                 for line in source:
                     if line.strip():
-                        target.write(json.dumps(vertex_format.convert(json.loads(line)), ensure_ascii=False) + "\n")
+                        target.write(json.dumps(vertex_format.convert(json.loads(line)),
+                                                ensure_ascii=False) + "\n")
             try:
-                with _translated():
+                with translated():
                     # ifGenerationMatch=0 makes the upload idempotent, so the client may retry it
                     blob.upload_from_filename(str(converted), content_type="application/jsonl",
                                               if_generation_match=0, retry=self._gcs_retry,
@@ -272,10 +200,11 @@ class VertexProvider:
             http_options=types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1)))
 
         def create() -> JobRef:
-            with _translated(), warnings.catch_warnings():
+            with translated(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*tuning implementation is experimental")
-                job = self.client.tunings.tune(base_model=spec.base_model, config=config,
-                                               training_dataset=types.TuningDataset(gcs_uri=data.train_file_id))
+                job = self.client.tunings.tune(
+                    base_model=spec.base_model, config=config,
+                    training_dataset=types.TuningDataset(gcs_uri=data.train_file_id))
             return JobRef(provider=NAME, job_id=job.name or "", idempotency_key=idempotency_key)
 
         ref = created_or_found(create, lambda: self.find_job(idempotency_key))
@@ -284,10 +213,11 @@ class VertexProvider:
         return ref
 
     def get_job(self, job: JobRef) -> JobStatus:
-        with _translated():
+        with translated():
             remote = self.client.tunings.get(name=job.job_id)
         if remote.state not in STATES:
-            raise UnexpectedProviderResponse(NAME, f"tuning job {job.job_id} has unknown state {remote.state!r}")
+            raise UnexpectedProviderResponse(NAME, f"tuning job {job.job_id} has unknown state "
+                                                   f"{remote.state!r}")
         vendor = str(remote.state.value)
         state, message = STATES[remote.state], remote.error.message if remote.error else ""
         endpoint = remote.tuned_model.endpoint if remote.tuned_model else None
@@ -300,7 +230,8 @@ class VertexProvider:
             message = message or "the job expired at Vertex before it finished"
         model = None
         if state is JobState.SUCCEEDED:
-            model = ModelRef(provider=NAME, model_id=endpoint, base_model=remote.base_model or "", job_id=job.job_id)
+            model = ModelRef(provider=NAME, model_id=endpoint, base_model=remote.base_model or "",
+                             job_id=job.job_id)
         stats = _supervised_stats(remote)
         metadata = remote.tuning_job_metadata
         return JobStatus(
@@ -313,18 +244,19 @@ class VertexProvider:
     def tuning_data_stats(self, job: JobRef) -> dict[str, int]:
         """What Vertex counted in the training data (examples, billable tokens, steps, truncated examples);
         empty until Vertex has read the dataset (a method beyond the Provider protocol)."""
-        with _translated():
+        with translated():
             stats = _supervised_stats(self.client.tunings.get(name=job.job_id))
         if stats is None:
             return {}
-        fields = {"examples": stats.tuning_dataset_example_count, "billable_tokens": stats.total_billable_token_count,
+        fields = {"examples": stats.tuning_dataset_example_count,
+                  "billable_tokens": stats.total_billable_token_count,
                   "steps": stats.tuning_step_count, "truncated_examples": stats.total_truncated_example_count,
                   "characters": stats.total_tuning_character_count}
         return {k: int(v) for k, v in fields.items() if v is not None}
 
     def cancel(self, job: JobRef) -> None:
         try:
-            with _translated():
+            with translated():
                 self.client.tunings.cancel(name=job.job_id)
         except PermanentProviderError:
             # Vertex refuses to cancel an ended job (FAILED_PRECONDITION): nothing left to stop
@@ -333,7 +265,7 @@ class VertexProvider:
 
     def find_job(self, idempotency_key: str) -> JobRef | None:
         tag = idempotency_tag(idempotency_key)
-        with _translated():
+        with translated():
             jobs = [j for j in self.client.tunings.list(config={"filter": f'labels.{LABEL}="{tag}"'})
                     if (j.labels or {}).get(LABEL) == tag and j.name]
         if not jobs:
@@ -349,14 +281,15 @@ class VertexProvider:
             temperature=params.temperature, top_p=params.top_p, max_output_tokens=params.max_tokens,
             seed=params.seed, stop_sequences=params.stop, system_instruction=request.get("systemInstruction"))
         started = time.perf_counter()
-        with _translated():
+        with translated():
             response = self.client.models.generate_content(model=model.model_id, contents=request["contents"],
                                                            config=config)
             candidate = response.candidates[0]
             text = "".join(part.text or "" for part in (candidate.content.parts or []) if not part.thought)
             usage = response.usage_metadata
         reason = candidate.finish_reason.value if candidate.finish_reason else ""
-        return Completion(text=text, model_id=model.model_id, finish_reason=_FINISH.get(reason, reason.lower()),
+        return Completion(text=text, model_id=model.model_id,
+                          finish_reason=_FINISH.get(reason, reason.lower()),
                           prompt_tokens=(usage.prompt_token_count or 0) if usage else 0,
                           completion_tokens=(usage.candidates_token_count or 0) if usage else 0,
                           latency_ms=(time.perf_counter() - started) * 1000)
@@ -374,35 +307,3 @@ def _sub_state(remote: types.TuningJob) -> str:
     if sub is None or sub is types.TuningJobState.TUNING_JOB_STATE_UNSPECIFIED:
         return ""
     return sub.value.removeprefix("TUNING_JOB_STATE_").replace("_", " ").lower()
-
-
-def _resolved(opts: VertexOptions, base_url: str | None) -> VertexOptions:
-    """Options with the project and bucket filled in (the emulator's when talking to it); ConfigError if missing."""
-    project = opts.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or (EMULATOR_PROJECT if base_url else None)
-    bucket = opts.gcs_bucket or (EMULATOR_PROJECT if base_url else None)
-    if not project:
-        raise ConfigError("vertex provider: provider.options.project is required (or set GOOGLE_CLOUD_PROJECT)")
-    if not bucket:
-        raise ConfigError("vertex provider: provider.options.gcs_bucket is required: training files go to Cloud "
-                          "Storage before Vertex can tune on them")
-    return opts.model_copy(update={"project": project, "gcs_bucket": bucket})
-
-
-def _clients(opts: VertexOptions, base_url: str | None, api_key: str | None) -> tuple[genai.Client, storage.Client]:
-    """The google-genai and Cloud Storage clients; with `base_url` both talk to it with a fixed bearer token."""
-    resolved = _resolved(opts, base_url)
-    http = {"api_version": opts.api_version, "retry_options": retry_options(opts), "timeout": int(opts.timeout_s * 1000)}
-    if base_url is None:
-        if api_key is not None:
-            raise ConfigError("vertex provider: Vertex authenticates with Application Default Credentials, not an "
-                              "API key; remove provider.api_key_secret")
-        client = genai.Client(vertexai=True, project=resolved.project, location=opts.location,
-                              http_options=types.HttpOptions(**http))
-        return client, storage.Client(project=resolved.project)
-    # a token that never expires: neither client asks Google for one
-    credentials = Credentials(token=api_key or "loraflow-emulator")
-    client = genai.Client(vertexai=True, project=resolved.project, location=opts.location, credentials=credentials,
-                          http_options=types.HttpOptions(base_url=base_url.rstrip("/") + "/", **http))
-    gcs = storage.Client(project=resolved.project, credentials=credentials,
-                         client_options={"api_endpoint": base_url.rstrip("/")})
-    return client, gcs

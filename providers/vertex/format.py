@@ -35,7 +35,8 @@ def convert(example: Example) -> dict[str, Any]:
             continue
         if role == "tool":
             name = names.get(message.get("tool_call_id", ""), message.get("name", "tool"))
-            _append(contents, "user", {"functionResponse": {"name": name, "response": {"content": message["content"]}}})
+            _append(contents, "user", {"functionResponse": {"name": name,
+                                                            "response": {"content": message["content"]}}})
             continue
         vendor_role = "model" if role == "assistant" else "user"
         if message.get("content"):
@@ -58,8 +59,9 @@ def _append(contents: list[dict[str, Any]], role: str, part: dict[str, Any]) -> 
 
 def check(example: Example) -> list[FormatProblem]:
     problems = []
-    order = alternation_problem(example["messages"], Severity.ERROR, "Gemini tuning requires user and model turns "
-                                                                    "to alternate")
+    order = alternation_problem(example["messages"], Severity.ERROR,
+                                "Gemini tuning requires user and model turns "
+                                "to alternate")
     if order:
         problems.append(order)
     if weighted(example):

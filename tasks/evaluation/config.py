@@ -29,11 +29,11 @@ from pydantic import (
     model_validator,
 )
 
+from providers import CHAT_MODELS
 from providers.base import Decoding
 from providers.errors import ConfigError
 from tasks.evaluation.graders import GRADER_NAMES, grader_params, needs_judge
 from tasks.evaluation.items import BUILTIN_PREFIX, builtin_path
-from tasks.evaluation.judging import chat_model_names
 from tasks.evaluation.rules import load_rules
 from tasks.secrets import SECRET_HELP
 
@@ -106,7 +106,8 @@ class SuiteConfig(_Section):
         _unique_keys(self.graders)
         keys = [g.key for g in self.graders]
         if self.primary is not None and self.primary not in keys:
-            raise ValueError(f"primary {self.primary!r} is not one of the suite's graders; allowed values: {keys}")
+            raise ValueError(f"primary {self.primary!r} is not one of the suite's graders; "
+                             f"allowed values: {keys}")
         return self
 
     @property
@@ -122,16 +123,17 @@ class JudgeConfig(_Section):
     api_key_secret: str | None = Field(default=None, description=SECRET_HELP)
     votes: int = Field(default=3, ge=1, le=15, description="questions asked per verdict; majority wins")
     temperature: float = Field(default=0.0, ge=0, le=2)
-    seed: int | None = Field(default=0, ge=0, description="vote v uses seed + v, where the provider supports it")
+    seed: int | None = Field(default=0, ge=0,
+                             description="vote v uses seed + v, where the provider supports it")
     max_tokens: int = Field(default=1024, ge=16)
     requests_per_minute: float | None = Field(default=None, gt=0)
 
     @field_validator("provider")
     @classmethod
     def _known(cls, provider: str) -> str:
-        if provider not in chat_model_names():
+        if provider not in CHAT_MODELS:
             raise ValueError(f"unknown chat model provider {provider!r}; allowed values: "
-                             f"{', '.join(chat_model_names())}")
+                             f"{', '.join(sorted(CHAT_MODELS))}")
         return provider
 
     @property
@@ -152,9 +154,9 @@ class EvalConfig(_Section):
                                               "evaluated provider's chat calls")
     decoding: Decoding = Field(default_factory=Decoding)
     judge: JudgeConfig | None = None
-    teacher: str | None = Field(default=None, min_length=1, description="a larger model on the same provider: the "
-                                "candidate is also compared against it on the target suites, as information "
-                                "beside the decision (the distillation recipe)")
+    teacher: str | None = Field(default=None, min_length=1, description="a larger model on the same "
+                                "provider: the candidate is also compared against it on the target suites, "
+                                "as information beside the decision (the distillation recipe)")
 
     @field_validator("graders")
     @classmethod
@@ -226,7 +228,8 @@ class EvalConfig(_Section):
 class GateConfig(_Section):
     """Which rule table decides, and overrides of its thresholds (None: the table's default)."""
 
-    rules: str = Field(default="rules-v1", description="the versioned rule table (tasks/evaluation/rules_*.yaml)")
+    rules: str = Field(default="rules-v1",
+                       description="the versioned rule table (tasks/evaluation/rules_*.yaml)")
     alpha: float | None = Field(default=None, gt=0, lt=1)
     target_min: float | None = Field(default=None, gt=0, le=1)
     min_delta: float | None = Field(default=None, gt=0, le=1, description="the gate-v0 name of target_min")

@@ -7,21 +7,13 @@ nothing it already answered), under the judge's own rate limit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from providers import CHAT_MODELS
 from providers.base import ChatModel, ModelRef
 from tasks.connection import open_chat_model
 from tasks.evaluation.calls import ModelCaller
+from tasks.evaluation.config import JudgeConfig
 from tasks.evaluation.graders import Judge
 from tasks.evaluation.ratelimit import TokenBucket
 from tasks.evaluation.store import EvalStore
-
-if TYPE_CHECKING:  # config validates judge names with chat_model_names(); only the annotation points back
-    from tasks.evaluation.config import JudgeConfig
-
-def chat_model_names() -> list[str]:
-    return sorted(CHAT_MODELS)
 
 
 def judge_target(config: JudgeConfig) -> str:

@@ -15,7 +15,8 @@ from providers.base import Completion
 from tasks.evaluation.graders.base import GraderResult, Kind, scored
 from tasks.evaluation.items import EvalItem
 
-_FENCE = re.compile(r"^```[A-Za-z0-9_-]*[ \t]*\n(.*)\n```$", re.DOTALL)
+# an answer wrapped whole in one markdown code fence (graders read the body inside)
+FENCE = re.compile(r"^```[A-Za-z0-9_-]*[ \t]*\n(.*)\n```$", re.DOTALL)
 _MAX_ERRORS = 5
 _MAX_MESSAGE = 120
 
@@ -24,7 +25,7 @@ def parse_json(text: str, *, fenced: bool) -> tuple[Any, str | None]:
     """(value, None) when the text is JSON; (None, why) otherwise. `fenced` strips one ``` fence first."""
     body = text.strip()
     if fenced:
-        found = _FENCE.match(body)
+        found = FENCE.match(body)
         body = found.group(1).strip() if found else body
     try:
         return json.loads(body), None
@@ -62,11 +63,13 @@ class JsonSchema:
     def grade(self, item: EvalItem, answer: Completion) -> GraderResult:
         schema = self.schema if self.schema is not None else item.metadata.get("schema")
         if not isinstance(schema, dict):
-            return GraderResult.failed(self, f"item {item.key} has no metadata.schema and the grader no schema")
+            return GraderResult.failed(self, f"item {item.key} has no metadata.schema and the grader "
+                                             "no schema")
         value, error = parse_json(answer.text, fenced=self.fenced)
         if error is not None:
             return scored(self, False, parsed=False, error=error)
-        violations = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
+        violations = sorted(Draft202012Validator(schema).iter_errors(value),
+                            key=lambda e: list(e.absolute_path))
         paths = [e.json_path for e in violations[:_MAX_ERRORS]]
         return scored(self, not violations, parsed=True, errors=paths, error_count=len(violations))
 
@@ -105,7 +108,8 @@ def _equal(got: Any, want: Any, *, ordered: bool) -> bool:
         return math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12)
     if isinstance(want, list) and isinstance(got, list):
         if ordered:
-            return len(got) == len(want) and all(_equal(g, w, ordered=True) for g, w in zip(got, want, strict=True))
+            return len(got) == len(want) and all(_equal(g, w, ordered=True)
+                                                 for g, w in zip(got, want, strict=True))
         return _multiset(got) == _multiset(want)
     return _norm(got) == _norm(want)
 

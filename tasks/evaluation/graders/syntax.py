@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from providers.base import Completion
 from tasks.evaluation.graders.base import GraderResult, Kind, scored
-from tasks.evaluation.graders.jsonish import _FENCE
+from tasks.evaluation.graders.jsonish import FENCE
 from tasks.evaluation.items import EvalItem
 
 _MAX_MESSAGE = 160
@@ -32,7 +32,8 @@ def load_callable(target: str) -> Callable[[str], Any]:
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot load {target!r}: {exc}") from None
     if not callable(function):
-        raise ValueError(f"{target!r} is not callable")  # noqa: TRY004 -- pydantic reports ValueError as a config error
+        # pydantic reports ValueError as a config error
+        raise ValueError(f"{target!r} is not callable")  # noqa: TRY004
     return function
 
 
@@ -50,7 +51,7 @@ class SyntaxCheck:
     def grade(self, item: EvalItem, answer: Completion) -> GraderResult:
         text = answer.text.strip()
         if self.fenced:
-            found = _FENCE.match(text)
+            found = FENCE.match(text)
             text = found.group(1) if found else text
         if self.function is not None:
             return self._call(text)

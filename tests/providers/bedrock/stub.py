@@ -4,8 +4,9 @@ Each client gets a Stubber; a `provide-client-params` hook, which botocore runs 
 computes the answer of every call from the script's state and queues it, so the Stubber checks the request
 against the operation's input shape and the answer against its output shape, and nothing is sent. A job
 moves one status further at each get (training NotStarted, InProgress, then Completed); a stop answers
-Stopping, then Stopped; a tuned model answers only through a custom-model deployment, as on Bedrock; `throttle_next` makes the next get a ThrottlingException; `requests` keeps every
-create request for inspection.
+Stopping, then Stopped; a tuned model answers only through a custom-model deployment, as on Bedrock;
+`throttle_next` makes the next get a ThrottlingException; `requests` keeps every create request for
+inspection.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from botocore import xform_name
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from providers.bedrock.adapter import BedrockOptions, BedrockProvider
+from providers.bedrock.adapter import BedrockProvider
+from providers.bedrock.client import BedrockOptions
 from providers.imitation import BaseImitation, TunedImitation
 
 ACCOUNT = "123456789012"
@@ -57,7 +59,8 @@ class BedrockStub:
             try:
                 answer = getattr(self, operation)(**params)
             except _Refusal as refusal:
-                stubber.add_client_error(operation, refusal.code, str(refusal), http_status_code=refusal.status)
+                stubber.add_client_error(operation, refusal.code, str(refusal),
+                                         http_status_code=refusal.status)
             else:
                 stubber.add_response(operation, answer, params)
         return queue
@@ -83,7 +86,8 @@ class BedrockStub:
                 return {"jobArn": job["arn"]}
         name, base = request["jobName"], request["baseModelIdentifier"]
         self.jobs[name] = {"request": request, "polls": 0, "stopped": None,
-                           "arn": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:model-customization-job/{base}/{len(self.jobs):012d}"}
+                           "arn": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:model-customization-job/{base}/"
+                                  f"{len(self.jobs):012d}"}
         return {"jobArn": self.jobs[name]["arn"]}
 
     def get_model_customization_job(self, jobIdentifier: str) -> dict[str, Any]:
@@ -98,10 +102,12 @@ class BedrockStub:
             status, training = _SCRIPT[min(job["polls"], len(_SCRIPT) - 1)]
             job["polls"] += 1
         request = job["request"]
-        view = {"jobArn": job["arn"], "jobName": request["jobName"], "outputModelName": request["customModelName"],
+        view = {"jobArn": job["arn"], "jobName": request["jobName"],
+                "outputModelName": request["customModelName"],
                 "roleArn": request["roleArn"], "status": status, "creationTime": datetime.now(UTC),
                 "statusDetails": {"trainingDetails": {"status": training}},
-                "baseModelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{request['baseModelIdentifier']}",
+                "baseModelArn": "arn:aws:bedrock:us-east-1::foundation-model/"
+                                f"{request['baseModelIdentifier']}",
                 "trainingDataConfig": request["trainingDataConfig"],
                 "validationDataConfig": request.get("validationDataConfig", {"validators": []}),
                 "outputDataConfig": request["outputDataConfig"]}
@@ -120,11 +126,13 @@ class BedrockStub:
         for name, job in self.jobs.items():
             if identifier in (name, job["arn"]):
                 return job
-        raise _Refusal("ResourceNotFoundException", 404, f"Could not find model customization job {identifier}.")
+        raise _Refusal("ResourceNotFoundException", 404,
+                       f"Could not find model customization job {identifier}.")
 
     # -- serving: on-demand custom-model deployments (Creating at the first get, then Active) ---------
 
-    def create_custom_model_deployment(self, modelDeploymentName: str, modelArn: str, **_: Any) -> dict[str, Any]:
+    def create_custom_model_deployment(self, modelDeploymentName: str, modelArn: str,
+                                       **_: Any) -> dict[str, Any]:
         arn = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:custom-model-deployment/{len(self.deployments):012d}"
         for existing in self.deployments.values():
             if existing["name"] == modelDeploymentName:
@@ -135,7 +143,8 @@ class BedrockStub:
     def get_custom_model_deployment(self, customModelDeploymentIdentifier: str) -> dict[str, Any]:
         deployment = self.deployments.get(customModelDeploymentIdentifier)
         if deployment is None:
-            raise _Refusal("ResourceNotFoundException", 404, f"Could not find {customModelDeploymentIdentifier}.")
+            raise _Refusal("ResourceNotFoundException", 404,
+                           f"Could not find {customModelDeploymentIdentifier}.")
         deployment["gets"] += 1
         return {"customModelDeploymentArn": deployment["arn"], "modelDeploymentName": deployment["name"],
                 "modelArn": deployment["model"], "createdAt": datetime.now(UTC),
@@ -146,8 +155,8 @@ class BedrockStub:
     def converse(self, modelId: str, messages: list[dict[str, Any]], **request: Any) -> dict[str, Any]:
         chat = [{"role": m["role"], "content": "".join(b["text"] for b in m["content"])} for m in messages]
         if ":custom-model/" in modelId:
-            raise _Refusal("ValidationException", 400, f"Invocation of model ID {modelId} with on-demand throughput "
-                                                       "isn't supported.")
+            raise _Refusal("ValidationException", 400,
+                           f"Invocation of model ID {modelId} with on-demand throughput isn't supported.")
         served = self.deployments.get(modelId, {}).get("model", modelId)
         jobs = [job for job in self.jobs.values() if _model_arn(job) == served]
         if jobs:
@@ -155,7 +164,8 @@ class BedrockStub:
             text = TunedImitation.from_jsonl(_chat_lines(content)).reply(chat)
         else:
             text = BaseImitation().reply(chat)
-        return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}, "stopReason": "end_turn",
+        return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                "stopReason": "end_turn",
                 "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 1}}
 
 
@@ -168,6 +178,7 @@ def _chat_lines(content: str) -> list[str]:
     lines = []
     for line in content.splitlines():
         example = json.loads(line)
-        lines.append(json.dumps({"messages": [{"role": m["role"], "content": "".join(b["text"] for b in m["content"])}
+        lines.append(json.dumps({"messages": [{"role": m["role"],
+                                               "content": "".join(b["text"] for b in m["content"])}
                                               for m in example["messages"]]}))
     return lines

@@ -11,9 +11,10 @@ import pytest
 
 pytest.importorskip("boto3", reason="the bedrock extra is not installed")
 
-from providers.base import JobState, PreparedDataset, TrainingSpec
-from providers.bedrock.adapter import BedrockOptions, BedrockProvider, job_name
 from emulator import EmulatorServer, FaultRule, Timeline
+from providers.base import JobState, PreparedDataset, TrainingSpec
+from providers.bedrock.adapter import BedrockProvider
+from providers.bedrock.client import BedrockOptions, job_name
 from providers.errors import PermanentProviderError
 from tests.providers.bedrock.stub import BedrockStub
 from tests.providers.contract import ProviderContract, finish
@@ -36,7 +37,8 @@ class TestBedrockOnEmulator(ProviderContract):
 
     @pytest.fixture
     def provider(self, emulator: EmulatorServer) -> BedrockProvider:
-        return BedrockProvider.from_options(OPTIONS, base_url=emulator.base_url_for("bedrock"), api_key="contract-key")
+        return BedrockProvider.from_options(OPTIONS, base_url=emulator.base_url_for("bedrock"),
+                                            api_key="contract-key")
 
     def throttle_get_job(self, provider: BedrockProvider) -> None:
         self._emulator.state.faults.add(FaultRule("GET /bedrock/model-customization-jobs/*", "rate_limit",
@@ -48,16 +50,19 @@ class TestBedrockOnEmulator(ProviderContract):
 
 
 def test_the_emulator_refuses_a_request_signed_with_another_key(emulator: EmulatorServer) -> None:
-    provider = BedrockProvider.from_options(OPTIONS, base_url=emulator.base_url_for("bedrock"), api_key="wrong")
+    provider = BedrockProvider.from_options(OPTIONS, base_url=emulator.base_url_for("bedrock"),
+                                            api_key="wrong")
     with pytest.raises(PermanentProviderError, match="UnrecognizedClientException"):
         provider.find_job("anything")
 
 
 def test_a_job_whose_data_is_not_in_its_family_format_fails_blaming_the_data(
         emulator: EmulatorServer, tmp_path: Path) -> None:
-    provider = BedrockProvider.from_options(OPTIONS, base_url=emulator.base_url_for("bedrock"), api_key="contract-key")
+    provider = BedrockProvider.from_options(OPTIONS, base_url=emulator.base_url_for("bedrock"),
+                                            api_key="contract-key")
     train = tmp_path / "train.jsonl"
-    train.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    train.write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                     '{"role": "assistant", "content": "yo"}]}\n')
     data = provider.upload(PreparedDataset(train_path=train, sha256="d" * 64, train_examples=1))
     # overwrite the Converse object with a line in the prompt/completion format
     provider.s3.put_object(Bucket="loraflow-ft", Key=data.train_file_id.removeprefix("s3://loraflow-ft/")
@@ -85,7 +90,8 @@ def test_smoke_on_moto_by_job_name(moto_provider: BedrockProvider, tmp_path: Pat
     from moto.bedrock.models import bedrock_backends
 
     train = tmp_path / "train.jsonl"
-    train.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    train.write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                     '{"role": "assistant", "content": "yo"}]}\n')
     data = moto_provider.upload(PreparedDataset(train_path=train, sha256="e" * 64, train_examples=1))
     job = moto_provider.create_job(SPEC, data, idempotency_key="moto-run")
     assert job.job_id == job_name("moto-run")

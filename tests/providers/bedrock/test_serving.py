@@ -12,14 +12,14 @@ pytest.importorskip("boto3", reason="the bedrock extra is not installed")
 
 import botocore.session
 
+from emulator import EmulatorServer, Timeline
 from providers.base import Decoding, ModelRef, PreparedDataset
 from providers.bedrock.adapter import BedrockProvider
 from providers.bedrock.serving import DEPLOYMENT_STATES, PROVISIONED_STATES, deploy, undeploy
-from emulator import EmulatorServer, Timeline
 from providers.errors import PermanentProviderError
 from tests.conftest import QUICKSTART
-from tests.providers.contract import finish
 from tests.providers.bedrock.test_contract import OPTIONS, SPEC
+from tests.providers.contract import finish
 
 
 def test_the_serving_tables_cover_every_status_botocore_knows() -> None:
@@ -46,13 +46,13 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BedrockPro
 def test_deploy_serves_the_tuned_model_until_undeployed(tuned, units: int | None, caplog) -> None:
     provider, model, (prompt, answer) = tuned
     with caplog.at_level(logging.WARNING, logger="providers.bedrock.serving"):
-        served = deploy(provider, model, name=f"serve-{units}", model_units=units, poll_s=0.02)
+        served = deploy(provider.bedrock, model, name=f"serve-{units}", model_units=units, poll_s=0.02)
     kind = "provisioned-model/" if units else "custom-model-deployment/"
     assert kind in served.model_id and served.job_id == model.job_id
     assert ("bills per hour" in caplog.text) == bool(units)
-    assert deploy(provider, model, name=f"serve-{units}", model_units=units, poll_s=0.02) == served
+    assert deploy(provider.bedrock, model, name=f"serve-{units}", model_units=units, poll_s=0.02) == served
     assert provider.infer(served, prompt, Decoding(max_tokens=256)).text == answer
-    undeploy(provider, served.model_id)
-    undeploy(provider, served.model_id)  # gone already: a no-op
+    undeploy(provider.bedrock, served.model_id)
+    undeploy(provider.bedrock, served.model_id)  # gone already: a no-op
     with pytest.raises(PermanentProviderError, match="ResourceNotFoundException"):
         provider.infer(served, prompt, Decoding(max_tokens=256))

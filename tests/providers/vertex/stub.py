@@ -1,10 +1,12 @@
-"""A scripted Vertex AI and Cloud Storage at the transport level: the second half of the Vertex contract tests.
+"""A scripted Vertex AI and Cloud Storage at the transport level: the second half of the Vertex contract
+tests.
 
 google-genai gets an injected `httpx.Client` whose transport is a respx router; google-cloud-storage gets an
 injected `requests.Session` whose adapter answers in memory. Nothing else in the process is intercepted and no
 socket is opened. Shapes follow the REST references (TuningJob, GenerateContentResponse, Cloud Storage objects
-and multipart uploads), not the loopback emulator. A job moves one state further at each get (PENDING, RUNNING,
-SUCCEEDED); `throttle_next` makes the next get a 429 RESOURCE_EXHAUSTED; `bodies` keeps every create body.
+and multipart uploads), not the loopback emulator. A job moves one state further at each get (PENDING,
+RUNNING, SUCCEEDED); `throttle_next` makes the next get a 429 RESOURCE_EXHAUSTED; `bodies` keeps every create
+body.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from google.oauth2.credentials import Credentials
 
 from emulator.vertex.shapes import chat_messages
 from providers.imitation import BaseImitation, TunedImitation
-from providers.vertex.adapter import VertexOptions, VertexProvider, retry_options
+from providers.vertex.adapter import VertexProvider
+from providers.vertex.client import VertexOptions, retry_options
 
 PROJECT, LOCATION = "stub-project", "us-central1"
 VERTEX_URL = "https://vertex.stub.test/"
@@ -62,7 +65,8 @@ class _StorageAdapter(requests.adapters.BaseAdapter):
             parsed = BytesParser(policy=HTTP).parsebytes(
                 b"Content-Type: " + (kind if isinstance(kind, bytes) else kind.encode()) + b"\r\n\r\n" + body)
             metadata_part, media_part = parsed.iter_parts()
-            name, content = json.loads(metadata_part.get_content())["name"], media_part.get_payload(decode=True)
+            name, content = (json.loads(metadata_part.get_content())["name"],
+                             media_part.get_payload(decode=True))
         else:
             name, content = query["name"], body
         uri = f"gs://{bucket}/{name}"
@@ -98,9 +102,11 @@ class VertexStub:
         opts = VertexOptions(project=PROJECT, location=LOCATION, gcs_bucket="stub-bucket", retry_attempts=1,
                              **options)
         http = httpx.Client(transport=httpx.MockTransport(self.router.handler))
-        client = genai.Client(vertexai=True, project=PROJECT, location=LOCATION, credentials=Credentials(token="t"),
+        client = genai.Client(vertexai=True, project=PROJECT, location=LOCATION,
+                              credentials=Credentials(token="t"),
                               http_options=types.HttpOptions(base_url=VERTEX_URL, api_version="v1beta1",
-                                                             httpx_client=http, retry_options=retry_options(opts)))
+                                                             httpx_client=http,
+                                                             retry_options=retry_options(opts)))
         session = requests.Session()
         session.mount(GCS_URL, _StorageAdapter(self.objects))
         gcs = storage.Client(project=PROJECT, credentials=AnonymousCredentials(), _http=session,
@@ -114,7 +120,8 @@ class VertexStub:
         r.post(url__regex=rf"{base}/tuningJobs/(?P<jid>[^/:]+):cancel$").mock(side_effect=self._cancel)
         r.get(url__regex=rf"{base}/tuningJobs/(?P<jid>[^/:]+)$").mock(side_effect=self._get)
         r.post(url__regex=rf"{VERTEX_URL}v1beta1/(?P<model>.+):generateContent$").mock(side_effect=self._generate)
-        r.route().mock(side_effect=lambda request: _error(404, "NOT_FOUND", f"{request.url.path} was not found."))
+        r.route().mock(side_effect=lambda request: _error(404, "NOT_FOUND",
+                                                          f"{request.url.path} was not found."))
 
     def _create(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -160,7 +167,8 @@ class VertexStub:
     def _generate(self, request: httpx.Request, model: str) -> httpx.Response:
         body = json.loads(request.content)
         messages = chat_messages(body)
-        tuned = next((j for j in self.jobs.values() if j.get("tunedModel", {}).get("endpoint") == model), None)
+        tuned = next((j for j in self.jobs.values() if j.get("tunedModel", {}).get("endpoint") == model),
+                     None)
         if tuned is None:
             imitation: BaseImitation | TunedImitation = BaseImitation()
         else:

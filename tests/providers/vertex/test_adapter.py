@@ -17,15 +17,16 @@ from google.api_core import exceptions as gcs_errors
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from providers.base import JobRef, JobState, PreparedDataset, TrainingSpec
 from emulator import EmulatorServer, FaultRule, Timeline
+from providers.base import JobRef, JobState, PreparedDataset, TrainingSpec
 from providers.errors import (
     ConfigError,
     PermanentProviderError,
     TransientProviderError,
     UnexpectedProviderResponse,
 )
-from providers.vertex.adapter import REFUSED_STATES, STATES, VertexProvider, _translated
+from providers.vertex.adapter import REFUSED_STATES, STATES, VertexProvider
+from providers.vertex.client import translated
 from tests.conftest import QUICKSTART
 
 FLASH = TrainingSpec(base_model="gemini-2.5-flash", epochs=1, suffix="unit")
@@ -46,7 +47,8 @@ def _no_leftover_faults(server: EmulatorServer) -> Iterator[None]:
 
 
 def provider_on(server: EmulatorServer, **options: object) -> VertexProvider:
-    return VertexProvider.from_options({**QUICK, **options}, base_url=server.base_url_for("vertex"), api_key="k")
+    return VertexProvider.from_options({**QUICK, **options}, base_url=server.base_url_for("vertex"),
+                                       api_key="k")
 
 
 def dataset(tmp_path: Path, marker: str) -> PreparedDataset:
@@ -55,7 +57,8 @@ def dataset(tmp_path: Path, marker: str) -> PreparedDataset:
                                           {"role": "assistant", "content": f"ok {marker}"}]}))
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return PreparedDataset(train_path=path, sha256=marker.encode().hex().ljust(64, "0")[:64], train_examples=21)
+    return PreparedDataset(train_path=path, sha256=marker.encode().hex().ljust(64, "0")[:64],
+                           train_examples=21)
 
 
 # -- the state table ---------------------------------------------------------------------------------
@@ -139,14 +142,14 @@ def _genai(code: int, status: str) -> genai_errors.APIError:
     (KeyError("tunedModel"), UnexpectedProviderResponse),
 ])
 def test_sdk_errors_are_translated_in_one_place(error: Exception, expected: type) -> None:
-    with pytest.raises(expected) as raised, _translated():
+    with pytest.raises(expected) as raised, translated():
         raise error
     assert raised.value.__cause__ is error
 
 
 def test_missing_google_credentials_is_a_config_error() -> None:
     from google.auth.exceptions import DefaultCredentialsError
-    with pytest.raises(ConfigError, match="application-default"), _translated():
+    with pytest.raises(ConfigError, match="application-default"), translated():
         raise DefaultCredentialsError("none")
 
 
@@ -161,7 +164,8 @@ def test_missing_google_credentials_is_a_config_error() -> None:
     ({"lora_r": 12}, {}, "adapter sizes for gemini-2.5-flash .* are 1, 2, 4, 8, 16; got 12"),
     ({"lora_r": 32}, {}, "are 1, 2, 4, 8, 16; got 32"),
     ({"lora_r": 4}, {"adapter_size": 8}, "disagrees with provider.options.adapter_size 8"),
-    ({}, {"learning_rate_multiplier": 50}, "learning_rate_multiplier: Vertex allows more than 0 and at most 10"),
+    ({}, {"learning_rate_multiplier": 50},
+     "learning_rate_multiplier: Vertex allows more than 0 and at most 10"),
 ])
 def test_check_spec_names_the_knob_and_the_allowed_values(update: dict, options: dict, match: str) -> None:
     provider = VertexProvider.from_options(options, base_url="http://127.0.0.1:9", api_key="t")
@@ -214,11 +218,13 @@ def test_throttled_reads_are_retried_by_the_sdk(server: EmulatorServer, tmp_path
     assert not server.state.faults.rules
 
 
-def test_create_is_never_retried_and_a_lost_answer_is_found_by_key(server: EmulatorServer, tmp_path: Path) -> None:
+def test_create_is_never_retried_and_a_lost_answer_is_found_by_key(server: EmulatorServer,
+                                                                   tmp_path: Path) -> None:
     provider = provider_on(server, retry_attempts=5)
     data = provider.upload(dataset(tmp_path, "create-once"))
     before = server.state.counters
-    server.state.faults.add(FaultRule("POST /vertex/v1beta1/projects/*/tuningJobs", "server_error", status=503))
+    server.state.faults.add(FaultRule("POST /vertex/v1beta1/projects/*/tuningJobs", "server_error",
+                                      status=503))
     with pytest.raises(TransientProviderError):
         provider.create_job(FLASH, data, idempotency_key="create-once")
     server.state.faults.add(FaultRule("POST /vertex/v1beta1/projects/*/tuningJobs", "drop", served=True))
@@ -242,9 +248,11 @@ def test_an_upload_is_made_once_per_content(server: EmulatorServer, tmp_path: Pa
     assert [turn["role"] for turn in line["contents"]] == ["user", "model"]
 
 
-def test_a_large_file_goes_up_in_a_resumable_session_in_chunks(server: EmulatorServer, tmp_path: Path) -> None:
+def test_a_large_file_goes_up_in_a_resumable_session_in_chunks(server: EmulatorServer,
+                                                                tmp_path: Path) -> None:
     bucket = provider_on(server).storage.bucket("loraflow-emulator")
-    content = b"".join(b'{"contents": [{"role": "user", "parts": [{"text": "%06d"}]}]}\n' % n for n in range(12000))
+    content = b"".join(b'{"contents": [{"role": "user", "parts": [{"text": "%06d"}]}]}\n' % n
+                       for n in range(12000))
     path = tmp_path / "big.jsonl"
     path.write_bytes(content)
     blob = bucket.blob("big/train.jsonl", chunk_size=256 * 1024)  # above 8 MB the client does this on its own
@@ -285,8 +293,8 @@ def test_refusals_are_permanent(server: EmulatorServer, tmp_path: Path) -> None:
 
 def test_tuning_data_stats(server: EmulatorServer, tmp_path: Path) -> None:
     provider = provider_on(server)
-    job = provider.create_job(FLASH.model_copy(update={"epochs": 2}), provider.upload(dataset(tmp_path, "stats")),
-                              idempotency_key="stats")
+    job = provider.create_job(FLASH.model_copy(update={"epochs": 2}),
+                              provider.upload(dataset(tmp_path, "stats")), idempotency_key="stats")
     from tests.providers.contract import finish
     status = finish(provider, job)
     stats = provider.tuning_data_stats(job)
