@@ -37,8 +37,10 @@ test: $(DEV)
 	# two workers, one test file each at a time: module fixtures (a prefect server) stay in one process
 	$(BIN)/pytest -n 2 --dist loadfile
 
+# ruff (line length 110 and import order enforced) and the import contracts of pyproject.toml
 lint: $(DEV)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

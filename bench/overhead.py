@@ -1,10 +1,10 @@
 """The flow's own overhead: the whole quickstart pipeline with a zero-length job and instant answers.
 
-The emulator's job validates, queues and trains in no time and answers chat completions at once, so the
-wall time left is loraflow's own work plus Prefect's orchestration and loopback HTTP: data preparation,
-upload, submission, polling, answering and grading every eval item, the decision and the artifacts. Each
-run starts from a fresh LORAFLOW_HOME (a re-used one would re-attach to the earlier job). Figures come
-from the flow's task runs as Prefect recorded them (start to end).
+The emulator (started beforehand, as the CLI does) validates, queues and trains the job in no time and
+answers chat completions at once, so the wall time left is loraflow's own work plus Prefect's orchestration
+and loopback HTTP: data preparation, upload, submission, polling, answering and grading every eval item, the
+decision and the artifacts. Each run starts from a fresh LORAFLOW_HOME (a re-used one would re-attach to the
+earlier job). Figures come from the flow's task runs as Prefect recorded them (start to end).
 
     .venv/bin/python bench/overhead.py [--runs 3]
 """
@@ -27,16 +27,18 @@ def one_run(scratch: Path) -> tuple[float, dict[str, float], int]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    from emulator import EmulatorServer, Timeline
     from flows.config import load_pipeline
     from flows.finetune import finetune
-    from emulator import EmulatorState, Timeline
 
     os.environ["LORAFLOW_HOME"] = str(scratch / "home")
-    EmulatorState(scratch / "home" / "emulator").set_timeline(Timeline(**ZERO))
     pipeline = load_pipeline(QUICKSTART).model_copy(update={"run_root": scratch / "runs"})
-    started = time.perf_counter()
-    state = finetune(pipeline, return_state=True)
-    wall = time.perf_counter() - started
+    # the emulator the CLI would start for `endpoint: emulator`, with a zero-length job timeline
+    with EmulatorServer(state_dir=scratch / "home" / "emulator", timeline=Timeline(**ZERO)) as emulator:
+        os.environ["LORAFLOW_EMULATOR_URL"] = emulator.url
+        started = time.perf_counter()
+        state = finetune(pipeline, return_state=True)
+        wall = time.perf_counter() - started
     summary = state.result()
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
@@ -64,7 +66,8 @@ def main() -> None:
             print(f"run {index + 1}: {results[-1][0]:.1f} s", flush=True)
     walls = [wall for wall, _, _ in results]
     print(f"\nquickstart with a zero-length job, {args.runs} runs, {results[0][2]} eval answers each")
-    print(f"{'flow wall time':<28} {statistics.median(walls):7.2f} s median ({min(walls):.2f}-{max(walls):.2f})")
+    print(f"{'flow wall time':<28} {statistics.median(walls):7.2f} s median "
+          f"({min(walls):.2f}-{max(walls):.2f})")
     names = sorted({name for _, stages, _ in results for name in stages},
                    key=lambda n: -statistics.median(s.get(n, 0.0) for _, s, _ in results))
     for name in names:

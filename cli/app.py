@@ -28,13 +28,14 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "loraflow")
 # The ephemeral API's first start migrates a new database; on two slow cores that can pass Prefect's 20 s.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="LoRA fine-tuning pipelines: prepare, train, prove the gain against the base, promote.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="LoRA fine-tuning pipelines: prepare, train, prove the gain against the base, promote.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect and check pipeline files.")
 app.add_typer(config_app, name="config")
 app.add_typer(data_commands.app, name="data")
-app.add_typer(eval_commands.app, name="eval", help="Evaluate a model against a baseline on the pipeline's suites "
-                                                    "and apply the gate, without training.")
+app.add_typer(eval_commands.app, name="eval", help="Evaluate a model against a baseline on the pipeline's "
+                                                    "suites and apply the gate, without training.")
 app.add_typer(judge_commands.app, name="judge")
 app.command()(doctor)
 app.command()(compare)
@@ -49,7 +50,8 @@ app.command()(lifecycle.monitor)
 
 @app.command()
 def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")],
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False) -> None:
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False
+        ) -> None:
     """Run the finetune pipeline end to end and print the decision and the run directory."""
     from cli.display import RunDisplay, decision_panel
     from cli.rehearsal import emulator_for
@@ -116,7 +118,8 @@ def deploy(prefect_file: Annotated[Path | None, typer.Option(help="default: depl
         names = deployments.deploy(deployments.read_specs(prefect_file or deployments.PREFECT_FILE))
     except ConfigError as exc:
         raise fail(exc) from None
-    console.print(f"registered {', '.join(names)}; start a worker: prefect worker start --pool loraflow-process")
+    console.print(f"registered {', '.join(names)}; start a worker: "
+                  "prefect worker start --pool loraflow-process")
 
 
 @app.command()
@@ -136,12 +139,14 @@ def serve(prefect_file: Annotated[Path | None, typer.Option(help="default: deplo
 
 @app.command()
 def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
-             state_dir: Annotated[Path | None, typer.Option(help="keep files and jobs across restarts")] = None,
+             state_dir: Annotated[Path | None, typer.Option(help="keep files and jobs across restarts")]
+             = None,
              api_key: Annotated[str | None, typer.Option(help="require this bearer key")] = None,
              speed: Annotated[float, typer.Option(help="job timeline speed multiplier")] = 1.0,
              latency_s: Annotated[float, typer.Option(help="seconds each chat completion takes")] = 0.0,
              requests_per_minute: Annotated[int | None, typer.Option(
-                 help="answer 429 with Retry-After beyond this many chat completions a minute")] = None) -> None:
+                 help="answer 429 with Retry-After beyond this many chat completions a minute")] = None
+             ) -> None:
     """Serve the OpenAI, Together, Vertex and Bedrock fine-tuning APIs on loopback for offline rehearsals."""
     from emulator import serve_forever
 

@@ -1,7 +1,8 @@
 """Where the CLI writes, and the one way a command fails.
 
-User mistakes (a bad pipeline file, a missing dataset, an unknown provider, bad data) print one line and exit 2;
-a provider refusal or a failed job prints one line and exits 1. Anything else is a bug and keeps its traceback.
+User mistakes (a bad pipeline file, a missing dataset, an unknown provider, bad data) print one line and
+exit 2; a provider refusal or a failed job prints one line and exits 1. Anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations

@@ -24,12 +24,14 @@ app.command()(generate)
 
 @app.command()
 def check(file: Annotated[Path, typer.Argument(help="chat JSONL in the OpenAI shape")],
-          provider: Annotated[str, typer.Option(help="the target provider; its rules decide the severities")] = "openai",
+          provider: Annotated[str, typer.Option(help="the target provider; its rules decide the severities")]
+          = "openai",
           model: Annotated[str, typer.Option(help="the base model: context limit and tokenizer")] = "",
           eval_file: Annotated[Path | None, typer.Option(help="your eval set, checked for leakage")] = None,
           pii: Annotated[str, typer.Option(help="scrub, reject or report")] = "report",
-          as_json: Annotated[bool, typer.Option("--json", help="one JSON object per diagnostic, then a summary")]
-          = False) -> None:
+          as_json: Annotated[bool, typer.Option(
+              "--json", help="one JSON object per diagnostic, then a summary")] = False
+          ) -> None:
     """Check a dataset for every problem `prepare` would find, without writing anything."""
     from tasks.data.config import DataConfig, PiiConfig
     from tasks.data.report import render_markdown

@@ -83,9 +83,9 @@ def serve(specs: list[DeploymentSpec], *, limit: int | None = None) -> None:
     """Serve every deployment from this process until it is stopped. Schedules stay active on shutdown."""
     from prefect import serve as prefect_serve
 
-    deployments = [_flow(spec).to_deployment(name=spec.name, parameters=spec.parameters, schedules=spec.schedules,
-                                             description=spec.description, tags=spec.tags,
-                                             concurrency_limit=spec.concurrency_limit)
+    deployments = [_flow(spec).to_deployment(name=spec.name, parameters=spec.parameters,
+                                             schedules=spec.schedules, description=spec.description,
+                                             tags=spec.tags, concurrency_limit=spec.concurrency_limit)
                    for spec in specs]
     # pause_on_shutdown=False: a restarted server must not leave the quarterly schedule silently paused
     prefect_serve(*deployments, limit=limit, pause_on_shutdown=False)

@@ -71,18 +71,21 @@ class RunDisplay(logging.Handler):
 
 
 def decision_panel(decision: Decision, model_id: str, run_dir: str) -> Panel:
-    """The decision, one row per comparison (the primary first), the notes, the candidate and the run directory."""
+    """The decision, one row per comparison (the primary first), the notes, the candidate and the run
+    directory."""
     colour = _COLOURS.get(decision.outcome, "red")
     table = Table(box=None, pad_edge=False)
     for column in ("metric", "kind", "base", "candidate", "delta [95% CI]", "p"):
         table.add_column(column, justify="left" if column in ("metric", "kind") else "right")
     for c in sorted(decision.comparisons, key=lambda c: (c.metric != decision.primary, c.slice is not None)):
         name = f"{c.metric} (primary)" if c.metric == decision.primary else c.metric
-        table.add_row(name, c.kind, f"{c.base_value:.1%}", f"{c.candidate_value:.1%}",
-                      f"{c.delta * 100:+.1f} pp [{c.ci_low * 100:+.1f}, {c.ci_high * 100:+.1f}]", f"{c.p_value:.2g}")
-    parts: list[Text | Table] = [Text.assemble((decision.outcome.upper(), f"bold {colour}"), ": ", decision.reason),
-                                 Text(""), table]
+        delta = f"{c.delta * 100:+.1f} pp [{c.ci_low * 100:+.1f}, {c.ci_high * 100:+.1f}]"
+        table.add_row(name, c.kind, f"{c.base_value:.1%}", f"{c.candidate_value:.1%}", delta,
+                      f"{c.p_value:.2g}")
+    verdict = Text.assemble((decision.outcome.upper(), f"bold {colour}"), ": ", decision.reason)
+    parts: list[Text | Table] = [verdict, Text(""), table]
     if decision.notes:
         parts += [Text(""), *(Text.assemble(("note ", "dim"), note) for note in decision.notes)]
     parts += [Text(""), Text.assemble(("candidate ", "dim"), model_id, "\n", ("run dir   ", "dim"), run_dir)]
-    return Panel(Group(*parts), title=f"decision ({decision.rules_version})", border_style=colour, expand=False)
+    return Panel(Group(*parts), title=f"decision ({decision.rules_version})", border_style=colour,
+                 expand=False)

@@ -36,6 +36,7 @@ def doctor(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file
     console.print(table)
     failed = sum(f.level == "fail" for f in findings)
     warned = sum(f.level == "warn" for f in findings)
-    console.print(f"{failed} to fix, {warned} to consider" + (f" (recipe {config.recipe})" if config.recipe else ""))
+    recipe = f" (recipe {config.recipe})" if config.recipe else ""
+    console.print(f"{failed} to fix, {warned} to consider{recipe}")
     if failed:
         raise typer.Exit(1)

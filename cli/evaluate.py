@@ -28,7 +28,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 def evaluate(
     pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")],
     candidate: Annotated[str, typer.Option(help="the model to evaluate, e.g. ft:gpt-4o-mini-...:abc")],
-    baseline: Annotated[str | None, typer.Option(help="what it must beat; default: training.base_model")] = None,
+    baseline: Annotated[str | None, typer.Option(help="what it must beat; default: training.base_model")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the decision as JSON")] = False,
     fail_unless_accepted: Annotated[bool, typer.Option("--fail-unless-accepted",
                                                        help="exit 3 unless accept or accept_weak")] = False,
@@ -79,6 +80,7 @@ def _run(config, candidate: str, baseline: str | None):
         task = bar.add_task("answers", total=None)
         evaluation = evaluate_and_record(
             provider, refs["base"], refs["candidate"], config.eval, run, target=config.provider.target,
-            heldout=heldout, store=store, on_done=lambda done, total: bar.update(task, completed=done, total=total))
+            heldout=heldout, store=store,
+            on_done=lambda done, total: bar.update(task, completed=done, total=total))
     decision, _ = decide_and_record(evaluation, config.gate, run, store)
     return decision, run.root

@@ -15,7 +15,8 @@ from providers.errors import ConfigError
 def gateway(port: Annotated[int, typer.Option(help="port")] = 8800,
             host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
             api_key: Annotated[list[str] | None, typer.Option(
-                help="a client key to accept (repeatable); default: LORAFLOW_GATEWAY_KEYS, comma-separated")] = None,
+                help="a client key to accept (repeatable); default: LORAFLOW_GATEWAY_KEYS, comma-separated")]
+            = None,
             upstream: Annotated[str | None, typer.Option(
                 help="OpenAI-compatible base URL for versions registered without one")] = None,
             registry: Annotated[str | None, typer.Option(help="registry SQLAlchemy URL")] = None,
@@ -32,7 +33,8 @@ def gateway(port: Annotated[int, typer.Option(help="port")] = 8800,
     keys = api_key or [k for k in os.environ.get("LORAFLOW_GATEWAY_KEYS", "").split(",") if k]
     try:
         built = build_gateway(Registry.open(registry), keys, default_base_url=upstream,
-                              upstream_api_key=os.environ.get("LORAFLOW_UPSTREAM_API_KEY"), capture_dir=capture_dir)
+                              upstream_api_key=os.environ.get("LORAFLOW_UPSTREAM_API_KEY"),
+                              capture_dir=capture_dir)
     except ConfigError as exc:
         raise fail(exc) from None
     try:

@@ -10,29 +10,31 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from cli.console import console, errors, fail
 from providers.errors import LoraflowError
 
 
-def generate(inputs: Annotated[Path, typer.Argument(help="JSONL of inputs: {'prompt': ...} or {'messages': [...]}")],
-             out: Annotated[Path, typer.Option(help="the chat JSONL to write")],
-             teacher_provider: Annotated[str, typer.Option(help="any chat model provider (openai, anthropic, ...)")],
-             teacher_model: Annotated[str, typer.Option(help="a pinned snapshot of the teacher")],
-             endpoint: Annotated[str | None, typer.Option(help="'emulator' for an offline rehearsal, or a URL")]
-             = None,
-             api_key_secret: Annotated[str | None, typer.Option(help="a Prefect Secret block with the key")] = None,
-             system: Annotated[str | None, typer.Option(help="a system prompt put before inputs that have none")]
-             = None,
-             max_tokens: Annotated[int, typer.Option(help="longest answer; a longer one is not kept")] = 1024,
-             temperature: Annotated[float, typer.Option()] = 0.0,
-             concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
-             requests_per_minute: Annotated[float | None, typer.Option(help="client-side limit")] = None,
-             max_usd: Annotated[float | None, typer.Option(help="refuse to start above this estimate")] = None,
-             check: Annotated[bool, typer.Option(help="check the result like `loraflow data check`")] = True
-             ) -> None:
+def generate(
+    inputs: Annotated[Path, typer.Argument(help="JSONL of inputs: {'prompt': ...} or {'messages': [...]}")],
+    out: Annotated[Path, typer.Option(help="the chat JSONL to write")],
+    teacher_provider: Annotated[str, typer.Option(help="any chat model provider (openai, anthropic, ...)")],
+    teacher_model: Annotated[str, typer.Option(help="a pinned snapshot of the teacher")],
+    endpoint: Annotated[str | None, typer.Option(help="'emulator' for an offline rehearsal, or a URL")]
+    = None,
+    api_key_secret: Annotated[str | None, typer.Option(help="a Prefect Secret block with the key")] = None,
+    system: Annotated[str | None, typer.Option(help="a system prompt put before inputs that have none")]
+    = None,
+    max_tokens: Annotated[int, typer.Option(help="longest answer; a longer one is not kept")] = 1024,
+    temperature: Annotated[float, typer.Option()] = 0.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    requests_per_minute: Annotated[float | None, typer.Option(help="client-side limit")] = None,
+    max_usd: Annotated[float | None, typer.Option(help="refuse to start above this estimate")] = None,
+    check: Annotated[bool, typer.Option(help="check the result like `loraflow data check`")] = True,
+) -> None:
     """Run a teacher model over a file of inputs to produce training examples (resumable, cached, costed)."""
-    from providers.base import Decoding
     from cli.rehearsal import emulator_for
+    from providers.base import Decoding
     from tasks.connection import open_chat_model
     from tasks.data.generate import Teacher, read_inputs
     from tasks.data.generate import generate as run_generation
@@ -52,8 +54,9 @@ def generate(inputs: Annotated[Path, typer.Argument(help="JSONL of inputs: {'pro
         raise fail(exc) from None
     estimate = "unknown" if result.estimate.usd is None else f"${result.estimate.usd:,.4f}"
     actual = "unknown" if result.actual_usd is None else f"${result.actual_usd:,.4f}"
-    console.print(f"{result.generated} answered, {result.cached} from the cache, {len(result.failed)} failed; "
-                  f"{result.calls} calls; estimated {estimate} ({result.estimate.basis}), paid {actual}")
+    console.print(f"{result.generated} answered, {result.cached} from the cache, {len(result.failed)} "
+                  f"failed; {result.calls} calls; estimated {estimate} ({result.estimate.basis}), "
+                  f"paid {actual}")
     for line in result.failed[:10]:
         errors.print(f"  {line}", highlight=False, soft_wrap=True)
     console.print(f"wrote {out}")
@@ -70,7 +73,8 @@ def _check(out: Path, provider: str) -> None:
     from tasks.data.stage import UNSPECIFIED, check_file
     from tasks.data.target import DataTarget
 
-    report = check_file(DataConfig(path=out), DataTarget(provider, "") if provider in PROVIDERS else UNSPECIFIED)
+    target = DataTarget(provider, "") if provider in PROVIDERS else UNSPECIFIED
+    report = check_file(DataConfig(path=out), target)
     diagnostics = report["diagnostics"]
     console.print(f"check: {diagnostics['errors']} errors, {diagnostics['warnings']} warnings "
                   f"(full report: loraflow data check {out})")

@@ -39,7 +39,8 @@ def calibrate(
     pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file (eval.judge, the suites)")],
     labels: Annotated[Path, typer.Argument(help="JSONL of human-labelled examples")],
     grader: Annotated[str, typer.Option(help="SUITE/GRADER_ID of a judge grader")],
-    min_kappa: Annotated[float | None, typer.Option(help="exit 3 when kappa is below this (0.6 is usual)")] = None,
+    min_kappa: Annotated[float | None, typer.Option(help="exit 3 when kappa is below this (0.6 is usual)")]
+    = None,
 ) -> None:
     """Score a judge grader against human labels (Cohen's kappa) and store the agreement."""
     from flows.config import load_pipeline

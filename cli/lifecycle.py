@@ -1,4 +1,5 @@
-"""`loraflow retrain PIPELINE` and `loraflow monitor PIPELINE`: the flows that keep a fine-tune from going stale.
+"""`loraflow retrain PIPELINE` and `loraflow monitor PIPELINE`: the flows that keep a fine-tune from going
+stale.
 
 The deployments in deployments/prefect.yaml run the same flows on their schedules (quarterly, daily).
 Exit codes: 2 for a bad pipeline file, 1 for a provider or job failure; `monitor` also exits 1 when it alerts,
@@ -7,40 +8,52 @@ so a cron job or CI step notices.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+
 from cli.console import console, fail
 from providers.errors import LoraflowError
+
+if TYPE_CHECKING:  # flows are imported when a command runs: Prefect is slow to import
+    from flows.config import Pipeline
+
 _STYLE = {"info": "green", "warn": "yellow", "alert": "bold red"}
 
 PipelineFile = Annotated[Path, typer.Argument(help="the pipeline YAML file")]
+T = TypeVar("T")
+
+
+def _run(flow: Callable[[Pipeline], T], path: Path) -> T:
+    from cli.rehearsal import emulator_for
+    from flows.config import load_pipeline
+
+    try:
+        pipeline = load_pipeline(path)
+        with emulator_for(pipeline.provider.endpoint):
+            return flow(pipeline)
+    except LoraflowError as exc:
+        raise fail(exc) from None
 
 
 def retrain(pipeline: PipelineFile) -> None:
-    """Retrain on new data and the newest base; promote only a candidate that beats the champion and the base."""
-    from flows.config import load_pipeline
+    """Retrain on new data and the newest base; promote a candidate only if it beats champion and base."""
     from flows.retrain import retrain as retrain_flow
 
-    try:
-        summary = retrain_flow(load_pipeline(pipeline))
-    except LoraflowError as exc:
-        raise fail(exc) from None
+    summary = _run(retrain_flow, pipeline)
     promoted = f"; registered v{summary.version} as challenger" if summary.version else ""
-    console.print(f"[bold]{summary.winner}[/] wins: {summary.reason}{promoted}", highlight=False, soft_wrap=True)
+    console.print(f"[bold]{summary.winner}[/] wins: {summary.reason}{promoted}", highlight=False,
+                  soft_wrap=True)
     console.print(f"run directory: {summary.run_dir}", highlight=False, soft_wrap=True)
 
 
 def monitor(pipeline: PipelineFile) -> None:
     """Online metrics, input drift, the newest base's gap and provider retirements; exit 1 on an alert."""
-    from flows.config import load_pipeline
     from flows.monitor import monitor as monitor_flow
 
-    try:
-        summary = monitor_flow(load_pipeline(pipeline))
-    except LoraflowError as exc:
-        raise fail(exc) from None
+    summary = _run(monitor_flow, pipeline)
     for finding in summary.findings:
         console.print(f"[{_STYLE[finding.severity]}]{finding.severity}[/] {finding.kind}: {finding.message}",
                       highlight=False, soft_wrap=True)

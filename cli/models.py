@@ -1,7 +1,7 @@
 """`loraflow models list|show|register|set`, `loraflow promote NAME`, `loraflow rollback NAME[@ALIAS]`.
 
-Every alias change is recorded with who (--by, default the OS user), when and why (--reason). Exit codes: 0 done,
-2 configuration error (unknown model, version or alias; a bad weight).
+Every alias change is recorded with who (--by, default the OS user), when and why (--reason). Exit codes:
+0 done, 2 configuration error (unknown model, version or alias; a bad weight).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from rich.table import Table
 
 from cli.console import console, fail
 from providers.errors import ConfigError
-from tasks.release.models import ModelRegistry
 from tasks.registry import Registry
+from tasks.release.models import ModelRegistry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Model versions, the champion/challenger aliases and their history.")
 
-RegistryUrl = Annotated[str | None, typer.Option("--registry", help="SQLAlchemy URL; default LORAFLOW_REGISTRY_URL "
-                                                                      "or $LORAFLOW_HOME/registry.db")]
+RegistryUrl = Annotated[str | None, typer.Option(
+    "--registry", help="SQLAlchemy URL; default LORAFLOW_REGISTRY_URL or $LORAFLOW_HOME/registry.db")]
 Reason = Annotated[str, typer.Option(help="why: kept in the audit trail")]
 By = Annotated[str | None, typer.Option(help="who: default the OS user")]
 
@@ -49,7 +49,8 @@ def show(name: str, registry: RegistryUrl = None) -> None:
     models = _models(registry)
     versions = models.versions(name)
     if not versions:
-        raise fail(ConfigError(f"no model {name!r}; allowed values: {', '.join(models.names()) or 'none yet'}"))
+        known = ", ".join(models.names()) or "none yet"
+        raise fail(ConfigError(f"no model {name!r}; allowed values: {known}"))
     aliases = {version: alias for alias, (version, _) in models.aliases(name).items()}
     table = Table("version", "alias", "served name", "base URL", "dataset", "job", "decision", "created")
     for v in versions:
@@ -59,7 +60,9 @@ def show(name: str, registry: RegistryUrl = None) -> None:
     console.print(table)
     history = Table("when", "who", "alias", "move", "weight", "why")
     for change in models.history(name):
-        move = f"v{change.from_version} -> v{change.to_version}" if change.from_version else f"v{change.to_version}"
+        move = f"v{change.to_version}"
+        if change.from_version:
+            move = f"v{change.from_version} -> {move}"
         history.add_row(f"{change.changed_at:%Y-%m-%d %H:%M:%S}", change.changed_by, change.alias, move,
                         f"{change.weight:.0%}", change.reason)
     console.print(history)
@@ -67,7 +70,8 @@ def show(name: str, registry: RegistryUrl = None) -> None:
 
 @app.command()
 def register(name: str, served_name: Annotated[str, typer.Option(help="the model name the upstream expects")],
-             base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. vLLM's /v1")] = None,
+             base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL, e.g. vLLM's /v1")]
+             = None,
              registry: RegistryUrl = None, by: By = None) -> None:
     """Register a version by hand (the finetune flow registers accepted candidates itself)."""
     version = _models(registry).register(name, served_name, base_url=base_url, by=by)
@@ -96,8 +100,8 @@ def promote(name: Annotated[str, typer.Argument(help="the model whose challenger
     console.print(f"{name}@champion -> v{version}")
 
 
-def rollback(target: Annotated[str, typer.Argument(help="NAME@challenger (weight 0) or NAME@champion (the version "
-                                                       "before); NAME alone means NAME@challenger")],
+def rollback(target: Annotated[str, typer.Argument(help="NAME@challenger (weight 0) or NAME@champion (the "
+                                                       "version before); NAME alone means NAME@challenger")],
              reason: Reason, registry: RegistryUrl = None, by: By = None) -> None:
     """Take a challenger out of traffic, or move the champion back to its previous version."""
     name, _, alias = target.partition("@")
@@ -105,12 +109,15 @@ def rollback(target: Annotated[str, typer.Argument(help="NAME@challenger (weight
         version = _models(registry).rollback(name, alias or "challenger", reason=reason, by=by)
     except ConfigError as exc:
         raise fail(exc) from None
-    console.print(f"{name}@{alias or 'challenger'}: " + (f"v{version}" if alias == "champion" else "weight 0"))
+    moved = f"v{version}" if alias == "champion" else "weight 0"
+    console.print(f"{name}@{alias or 'challenger'}: {moved}")
 
 
 @app.command()
-def canary(name: str, ramp: Annotated[str, typer.Option(help="challenger shares, comma-separated")] = "0.01,0.05,0.1",
-           approval: Annotated[bool, typer.Option(help="pause for approval in the Prefect UI before promoting")] = False,
+def canary(name: str,
+           ramp: Annotated[str, typer.Option(help="challenger shares, comma-separated")] = "0.01,0.05,0.1",
+           approval: Annotated[bool, typer.Option(
+               help="pause for approval in the Prefect UI before promoting")] = False,
            look_every_s: Annotated[float, typer.Option(help="seconds between looks")] = 300.0,
            primary: Annotated[str, typer.Option(help="outcome type of the primary metric")] = "judge_score",
            registry: RegistryUrl = None) -> None:
@@ -121,7 +128,8 @@ def canary(name: str, ramp: Annotated[str, typer.Option(help="challenger shares,
     from tasks.release.canary import CanaryPolicy
 
     try:
-        policy = CanaryPolicy(ramp=[float(share) for share in ramp.split(",")], approval=approval, primary=primary)
+        shares = [float(share) for share in ramp.split(",")]
+        policy = CanaryPolicy(ramp=shares, approval=approval, primary=primary)
     except ValidationError as exc:
         raise fail(ConfigError(f"--ramp {ramp!r}: {exc.errors()[0]['msg']}")) from None
     except ValueError:

@@ -1,4 +1,5 @@
-"""Readiness before the first run: what would make a run fail, waste money or prove nothing, each with the fix.
+"""Readiness before the first run: what would make a run fail, waste money or prove nothing, each with the
+fix.
 
     credentials   the provider's key is reachable (environment variable or Secret block)
     base model    fine-tunable per the catalog, taking new jobs, not retiring soon; the recipe's size fits
@@ -24,12 +25,12 @@ from flows.config import Pipeline
 from providers import provider_class
 from providers.catalog import model_facts
 from providers.errors import ConfigError
-from tasks.training.costs import BudgetConfig
-from tasks.data.checks import RECIPE_MINIMUM
 from tasks.connection import EMULATOR
+from tasks.data.checks import RECIPE_MINIMUM
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig
 from tasks.recipes import Recipe, recipe
+from tasks.training.costs import BudgetConfig
 
 Level = Literal["ok", "warn", "fail"]
 RETIRING_SOON = timedelta(days=90)
@@ -61,9 +62,9 @@ class Readiness:
     def of(cls, pipeline: Pipeline) -> Readiness:
         """From a loaded pipeline file."""
         cfg = pipeline.provider
-        return cls(provider=cfg.name, endpoint=cfg.endpoint, options=cfg.options, api_key_secret=cfg.api_key_secret,
-                   base_model=pipeline.training.base_model, data=pipeline.data, eval=pipeline.eval,
-                   budget=pipeline.budget, recipe=pipeline.recipe)
+        return cls(provider=cfg.name, endpoint=cfg.endpoint, options=cfg.options,
+                   api_key_secret=cfg.api_key_secret, base_model=pipeline.training.base_model,
+                   data=pipeline.data, eval=pipeline.eval, budget=pipeline.budget, recipe=pipeline.recipe)
 
 
 def credentials(r: Readiness, environ: Mapping[str, str]) -> Finding:
@@ -71,27 +72,33 @@ def credentials(r: Readiness, environ: Mapping[str, str]) -> Finding:
     if r.endpoint == EMULATOR or not getattr(provider, "needs_credentials", True):
         return Finding("credentials", "ok", f"{r.provider} at {r.endpoint or 'local'} needs no key")
     if r.api_key_secret:
-        return Finding("credentials", "ok", f"key from Prefect Secret block {r.api_key_secret!r} (read at run)")
+        return Finding("credentials", "ok",
+                       f"key from Prefect Secret block {r.api_key_secret!r} (read at run)")
     options: type[BaseModel] = provider.Options
     field = options.model_fields.get("api_key_env")
     if field is None:
-        return Finding("credentials", "warn", f"{r.provider} takes its credentials from the vendor SDK's own chain; "
-                       "not checked here", f"check that the {r.provider} SDK finds credentials on this machine")
+        return Finding("credentials", "warn",
+                       f"{r.provider} takes its credentials from the vendor SDK's own chain; "
+                       "not checked here",
+                       f"check that the {r.provider} SDK finds credentials on this machine")
     variable = r.options.get("api_key_env", field.default)
     if environ.get(variable):
         return Finding("credentials", "ok", f"{variable} is set")
-    return Finding("credentials", "fail", f"{variable} is not set", f"export {variable}=..., or store the key in a "
-                   "Prefect Secret block and name it in provider.api_key_secret")
+    return Finding("credentials", "fail", f"{variable} is not set",
+                   f"export {variable}=..., or store the key in a Prefect Secret block and name it in "
+                   "provider.api_key_secret")
 
 
 def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Finding]:
     facts = model_facts(r.provider, r.base_model)
     if facts is None:
-        return [Finding("base model", "warn", f"{r.base_model!r} is not in the {r.provider} catalog: its limits, "
-                        "price and service dates are unknown", "pick a model the catalog lists "
-                        "(providers/catalog.yaml), or confirm it is fine-tunable with the provider")]
+        return [Finding("base model", "warn", f"{r.base_model!r} is not in the {r.provider} catalog: its "
+                        "limits, price and service dates are unknown", "pick a model the catalog lists "
+                        f"(providers/{r.provider}/catalog.yaml), or confirm it is fine-tunable with the "
+                        "provider")]
     found = []
-    for label, day in (("takes no new fine-tuning jobs after", facts.last_new_job), ("retires", facts.retires)):
+    dates = (("takes no new fine-tuning jobs after", facts.last_new_job), ("retires", facts.retires))
+    for label, day in dates:
         if day is None:
             continue
         if day < today:
@@ -99,13 +106,13 @@ def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Fi
                                  "move to a current base model"))
         elif day - today <= RETIRING_SOON:
             found.append(Finding("base model", "warn", f"{r.base_model} {label} {day}, within "
-                                 f"{RETIRING_SOON.days} days", "plan the move to its successor before training "
-                                 "more on it"))
+                                 f"{RETIRING_SOON.days} days", "plan the move to its successor before "
+                                 "training more on it"))
     size = facts.parameters_b
     if spec_recipe and spec_recipe.max_parameters_b and size and size > spec_recipe.max_parameters_b:
-        found.append(Finding("base model", "warn", f"the {spec_recipe.name} recipe suits {spec_recipe.model_hint}; "
-                             f"{r.base_model} has {size:g}B parameters", "a smaller model usually does as well "
-                             "here for less"))
+        found.append(Finding("base model", "warn", f"the {spec_recipe.name} recipe suits "
+                             f"{spec_recipe.model_hint}; {r.base_model} has {size:g}B parameters",
+                             "a smaller model usually does as well here for less"))
     return found or [Finding("base model", "ok", f"{r.base_model} is fine-tunable on {r.provider} "
                              f"(catalog as of {facts.as_of})")]
 
@@ -113,9 +120,10 @@ def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Fi
 def evaluation(r: Readiness, spec_recipe: Recipe | None) -> list[Finding]:
     config, found = r.eval, []
     if config.suites is None and not config.graders:
-        found.append(Finding("evaluation", "fail", "no eval suite defined: the default exact_match on the held-out "
-                             "split rarely measures what the fine-tune is for", "define eval.suites with a target "
-                             "suite whose primary grader is the goal (the base model is the baseline)"))
+        found.append(Finding("evaluation", "fail", "no eval suite defined: the default exact_match on the "
+                             "held-out split rarely measures what the fine-tune is for", "define eval.suites "
+                             "with a target suite whose primary grader is the goal (the base model is the "
+                             "baseline)"))
     suites = config.effective_suites
     if not any(s.role == "regression" for s in suites):
         found.append(Finding("evaluation", "warn", "no regression suite: forgetting goes unnoticed",
@@ -128,12 +136,12 @@ def evaluation(r: Readiness, spec_recipe: Recipe | None) -> list[Finding]:
                                  f"{', '.join(missing)}, which no target suite uses",
                                  f"add {', '.join(missing)} to the target suite"))
         if spec_recipe.safety_suite and not any(s.role == "safety" for s in suites):
-            found.append(Finding("evaluation", "fail", "the safety recipe needs a safety suite (refusal) and an "
-                                 "over-refusal check", "add a suite with role: safety and the refusal grader, "
-                                 "with items expecting both refuse and comply"))
+            found.append(Finding("evaluation", "fail", "the safety recipe needs a safety suite (refusal) and "
+                                 "an over-refusal check", "add a suite with role: safety and the refusal "
+                                 "grader, with items expecting both refuse and comply"))
         if spec_recipe.needs_teacher and config.teacher is None:
-            found.append(Finding("evaluation", "warn", "distillation must also be compared against the teacher",
-                                 "set eval.teacher to the model that wrote the training answers"))
+            found.append(Finding("evaluation", "warn", "distillation must also be compared against the "
+                                 "teacher", "set eval.teacher to the model that wrote the training answers"))
     return found or [Finding("evaluation", "ok", f"{len(suites)} suites; the base model is the baseline")]
 
 

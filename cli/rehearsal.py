@@ -1,9 +1,10 @@
 """The loopback emulator for pipelines that rehearse offline (`endpoint: emulator`).
 
-The CLI is the only product code that starts it. For the lifetime of a command that runs such a pipeline, an
-emulator serves on a free loopback port with its state under $LORAFLOW_HOME/emulator, so a re-run after a crash
-finds the files and jobs of the earlier run there, as it would at the vendor; LORAFLOW_EMULATOR_URL tells the
-provider connection (tasks/connection.py) where it is. An emulator already named there is used as it is.
+The CLI is the only product code that starts it. For the lifetime of a command that runs such a pipeline,
+an emulator serves on a free loopback port with its state under $LORAFLOW_HOME/emulator, so a re-run after a
+crash finds the files and jobs of the earlier run there, as it would at the vendor; LORAFLOW_EMULATOR_URL
+tells the provider connection (tasks/connection.py) where it is. An emulator already named there is used as
+it is.
 """
 
 from __future__ import annotations

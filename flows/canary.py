@@ -1,9 +1,9 @@
 """The canary flow: ramp the challenger 1 -> 5 -> 10 %, watch it, then promote, roll back or stop.
 
-Breakers, SRM, a guardrail beyond its margin or a worse primary set the challenger's weight to 0 at once; a win
-promotes it to champion at 100 % (after an approval pause in the Prefect UI when the policy asks for one); the
-maximum duration ends the experiment as inconclusive. The steps are tasks/release/canary_steps.py; each look
-updates a markdown readout artifact.
+Breakers, SRM, a guardrail beyond its margin or a worse primary set the challenger's weight to 0 at once; a
+win promotes it to champion at 100 % (after an approval pause in the Prefect UI when the policy asks for one);
+the maximum duration ends the experiment as inconclusive. The steps are tasks/release/canary_steps.py; each
+look updates a markdown readout artifact.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ def canary(model: str, policy: CanaryPolicy | None = None, registry_url: str | N
     previous_p = 1.0
     while True:
         time.sleep(look_every_s)
-        decision = look(registry_url, experiment.id, policy, weight, started, step_started, previous_p, window_s)
+        decision = look(registry_url, experiment.id, policy, weight, started, step_started, previous_p,
+                        window_s)
         previous_p = decision.primary.p_value if decision.primary is not None else previous_p
-        create_markdown_artifact(readout(model, experiment.key, weight, decision), key=f"canary-{_key(model)}",
+        create_markdown_artifact(readout(model, experiment.key, weight, decision),
+                                 key=f"canary-{_key(model)}",
                                  description=f"{decision.action}: {decision.reason}")
         log.info("canary %s at %.0f%%: %s (%s)", model, weight * 100, decision.action, decision.reason)
         if decision.action == "continue":

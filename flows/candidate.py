@@ -49,7 +49,8 @@ def train_candidate(pipeline: Pipeline, provider: Provider, spec: TrainingSpec, 
     job = submit_job(provider, spec, uploaded, registry, cfg.target, key)
     run.record("training", {"provider": cfg.name, "upload": uploaded.model_dump(mode="json"),
                             "job": job.model_dump(mode="json")})
-    done = wait_for_job(provider, job, pipeline.poll, registry, spend=spend_ceiling(estimate, pipeline.budget))
+    spend = spend_ceiling(estimate, pipeline.budget)
+    done = wait_for_job(provider, job, pipeline.poll, registry, spend=spend)
     record_actual_cost(run, estimate, done)
     health = check_training_health(provider, done, spec, prepared, run)
     run.record("model", done.model.model_dump(mode="json"))

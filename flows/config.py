@@ -17,15 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from providers import provider_class
 from providers.base import TrainingSpec
 from providers.errors import ConfigError
-from tasks.training.costs import BudgetConfig
 from tasks.connection import ProviderConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.lifecycle.monitor import MonitorConfig
-from tasks.training.polling import PollConfig
-from tasks.recipes import apply_recipe, recipes
 from tasks.lifecycle.retrain import RetrainConfig
+from tasks.recipes import apply_recipe, recipes
 from tasks.rundir import RunDir
+from tasks.training.costs import BudgetConfig
+from tasks.training.polling import PollConfig
 
 
 class _Section(BaseModel):
@@ -47,13 +47,15 @@ class Pipeline(_Section):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the daily monitor")
     run_root: Path = Field(default=Path("runs"), description="where run directories go, relative to the "
                                                              "working directory")
-    registry_url: str | None = Field(default=None, description="SQLAlchemy URL; default $LORAFLOW_HOME/registry.db")
+    registry_url: str | None = Field(default=None,
+                                     description="SQLAlchemy URL; default $LORAFLOW_HOME/registry.db")
 
     @model_validator(mode="before")
     @classmethod
     def _recipe_defaults(cls, raw: Any) -> Any:
-        """The recipe's preset laid under the given keys, wherever a Pipeline is built (file, UI form, API)."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("recipe"), str) or raw["recipe"] not in recipes():
+        """The recipe's preset laid under the given keys, wherever a Pipeline is built (file, form, API)."""
+        name = raw.get("recipe") if isinstance(raw, dict) else None
+        if not isinstance(name, str) or name not in recipes():
             return raw  # no recipe, or one `_known_recipe` reports under its key
         return apply_recipe(raw).raw
 

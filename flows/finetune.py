@@ -1,4 +1,5 @@
-"""The finetune flow: train a candidate -> evaluate base vs candidate -> decide -> register an accepted one."""
+"""The finetune flow: train a candidate -> evaluate base vs candidate -> decide -> register an accepted
+one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The daily monitor: online metrics, input drift, has the newest base closed the gap, provider retirements."""
+"""The daily monitor: online metrics, input drift, has the newest base closed the gap, provider
+retirements."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from tasks.lifecycle.monitor import (
     render_report,
     retirement_check,
 )
-from tasks.registry import Registry
 from tasks.lifecycle.retrain import champion_data, champion_ref, champion_version, compare_on_frozen_set
+from tasks.registry import Registry
 from tasks.rundir import RunDir, atomic_write
 
 
@@ -53,8 +54,8 @@ def monitor(pipeline: Pipeline, today: date | None = None) -> MonitorSummary:
     drift = []
     if config.inputs:
         counter = DataTarget(cfg.name, pipeline.training.base_model).token_counter()
-        drift, found = drift_findings(reference_prompts(pipeline.data.path, frozen), read_window(config.inputs),
-                                      counter, config.drift)
+        reference = reference_prompts(pipeline.data.path, frozen)
+        drift, found = drift_findings(reference, read_window(config.inputs), counter, config.drift)
         findings += found
     if config.newest_base and champion is not None and frozen is not None:
         newest = ModelRef(provider=cfg.name, model_id=config.newest_base, base_model=config.newest_base)
@@ -62,14 +63,18 @@ def monitor(pipeline: Pipeline, today: date | None = None) -> MonitorSummary:
                                          pipeline.gate, report, "gap", target=cfg.target, heldout=frozen[1],
                                          registry=registry)
         findings.append(gap_finding(decision, champion.served_name, config.newest_base, config.gap_margin))
-    models = [pipeline.training.base_model, *([champion.base_model] if champion and champion.base_model else [])]
-    findings += retirement_check(pipeline.model_dump(mode="json"), config, models, today or now.date(), report.root)
+    models = [pipeline.training.base_model]
+    if champion is not None and champion.base_model:
+        models.append(champion.base_model)
+    findings += retirement_check(pipeline.model_dump(mode="json"), config, models, today or now.date(),
+                                 report.root)
     publish(pipeline.name, findings, emit_event)
     markdown = render_report(pipeline.name, findings, metrics, drift, now)
     atomic_write(report.root / "report.md", markdown)
     report.record("monitor", {"findings": [vars(f) for f in findings], "online": metrics,
                               "drift": [vars(d) for d in drift]})
     summary = MonitorSummary(report.root, findings)
+    alerts = ", ".join(summary.alerts) or "none"
     create_markdown_artifact(markdown, key="monitor-report",
-                             description=f"{len(findings)} findings; alerts: {', '.join(summary.alerts) or 'none'}")
+                             description=f"{len(findings)} findings; alerts: {alerts}")
     return summary

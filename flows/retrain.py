@@ -1,4 +1,5 @@
-"""The quarterly retrain: new data + the newest base -> a candidate that must beat the champion and the base."""
+"""The quarterly retrain: new data + the newest base -> a candidate that must beat the champion and the
+base."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class RetrainSummary:
 def retrain(pipeline: Pipeline) -> RetrainSummary:
     run = pipeline.new_run()
     run.record("config", pipeline.model_dump(mode="json"))
-    registry, cfg, runs = Registry.open(pipeline.registry_url), pipeline.provider, pipeline.run_root / pipeline.name
+    registry, cfg = Registry.open(pipeline.registry_url), pipeline.provider
+    runs = pipeline.run_root / pipeline.name
     spec = pipeline.training.model_copy(update={"base_model": pipeline.retrain.base_model or
                                                 pipeline.training.base_model})
     champion = champion_version(registry, pipeline.name)
@@ -51,8 +53,8 @@ def retrain(pipeline: Pipeline) -> RetrainSummary:
         return RetrainSummary(run.root, "champion", reason, None)
     provider = open_provider(cfg)
     existing = existing_data(pipeline.data, champion, run, DataTarget(cfg.name, spec.base_model, spec.epochs))
-    candidate = train_candidate(pipeline, provider, spec, retrain_data(pipeline.data, existing, new, run), run,
-                                registry)
+    data = retrain_data(pipeline.data, existing, new, run)
+    candidate = train_candidate(pipeline, provider, spec, data, run, registry)
     served, base = candidate.served, candidate.base
     against = {"vs-base": base} | ({"vs-champion": champion_ref(champion)} if champion else {})
     decisions = {label: compare_on_frozen_set(provider, ref, served, pipeline.eval, pipeline.gate, run, label,
@@ -69,5 +71,6 @@ def retrain(pipeline: Pipeline) -> RetrainSummary:
     create_markdown_artifact(render_summary(verdict, base_model=spec.base_model, new_rows=new.rows,
                                             champion=champion.served_name if champion else None,
                                             candidate=served.model_id, version=version),
-                             key="retrain-summary", description=f"{verdict.winner} wins: {verdict.reason}"[:500])
+                             key="retrain-summary",
+                             description=f"{verdict.winner} wins: {verdict.reason}"[:500])
     return RetrainSummary(run.root, verdict.winner, verdict.reason, version)
