@@ -32,9 +32,10 @@ SYSTEMS = ["You are a concise planning assistant.", "You are a helpful support a
 PII = ["write to {n}.doe@example.com", "call me on (415) 555-01{d:02d}", "card 4111 1111 1111 1111",
        "my IBAN is DE89 3704 0044 0532 0130 00", "key sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY{d:02d}"]
 # real English, available offline everywhere: the standard library's own documentation
-_MODULES = ("argparse", "asyncio", "calendar", "collections", "csv", "datetime", "decimal", "email", "fractions",
-            "functools", "http.client", "itertools", "json", "logging", "pathlib", "shutil", "statistics",
-            "string", "subprocess", "tarfile", "textwrap", "threading", "unittest", "urllib.parse", "zipfile")
+_MODULES = ("argparse", "asyncio", "calendar", "collections", "csv", "datetime", "decimal", "email",
+            "fractions", "functools", "http.client", "itertools", "json", "logging", "pathlib", "shutil",
+            "statistics", "string", "subprocess", "tarfile", "textwrap", "threading", "unittest",
+            "urllib.parse", "zipfile")
 
 
 def sentences() -> list[str]:
@@ -102,7 +103,8 @@ def prepare(path: Path) -> dict:
     with tempfile.TemporaryDirectory() as runs:
         run = RunDir.create(Path(runs), "bench", "0" * 64)
         start = time.perf_counter()
-        dataset = prepare_data(DataConfig(path=path, min_train_examples=1), run, DataTarget(PROVIDER, MODEL, EPOCHS))
+        dataset = prepare_data(DataConfig(path=path, min_train_examples=1), run,
+                               DataTarget(PROVIDER, MODEL, EPOCHS))
         seconds = time.perf_counter() - start
         report = json.loads((run.root / "report.json").read_text())
     return {"seconds": seconds, "train": dataset.train_examples, "eval": dataset.eval_examples,
@@ -119,8 +121,9 @@ def _child(phase: str, path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--examples", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=2, help="alternate floor and prepare this many times; "
-                                                               "the best of each is reported (shared machines)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="alternate floor and prepare this many times; "
+                             "the best of each is reported (shared machines)")
     parser.add_argument("--phase", choices=["floor", "prepare"])
     parser.add_argument("--file", type=Path)
     args = parser.parse_args()

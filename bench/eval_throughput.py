@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from providers.base import Decoding, ModelRef
 from emulator import EmulatorServer
+from providers.base import Decoding, ModelRef
 from providers.errors import TransientProviderError
 from providers.openai.adapter import OpenAIProvider
 from tasks.evaluation.calls import ModelCaller
@@ -29,8 +29,10 @@ from tasks.evaluation.runner import ROLES, run_suites
 from tasks.evaluation.suites import build_suite
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart" / "data" / "bullets.jsonl"
-MODELS = {"base": ModelRef(provider="openai", model_id="gpt-4o-mini-2024-07-18", base_model="gpt-4o-mini-2024-07-18"),
-          "candidate": ModelRef(provider="openai", model_id="gpt-4o-2024-08-06", base_model="gpt-4o-2024-08-06")}
+MODELS = {"base": ModelRef(provider="openai", model_id="gpt-4o-mini-2024-07-18",
+                           base_model="gpt-4o-mini-2024-07-18"),
+          "candidate": ModelRef(provider="openai", model_id="gpt-4o-2024-08-06",
+                                base_model="gpt-4o-2024-08-06")}
 DECODING = Decoding(temperature=0, max_tokens=128)
 
 
@@ -70,12 +72,13 @@ def sequential(server: EmulatorServer, suite) -> dict:
             else:
                 failed += 1
             done += 1
-    return {"requests": done, "seconds": time.perf_counter() - started, "failed": failed, "throttled": throttled,
-            "calls": done + throttled}
+    return {"requests": done, "seconds": time.perf_counter() - started, "failed": failed,
+            "throttled": throttled, "calls": done + throttled}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.2, help="serving latency in seconds")
     parser.add_argument("--rpm", type=int, default=600, help="the endpoint's requests-per-minute limit")
@@ -95,18 +98,21 @@ def main() -> None:
         ceiling = requests / ((requests - burst) / rate + args.latency)
         rows = {"runner": runner(server, suite, args.rpm, args.concurrency, limited=True)}
         if args.unlimited_client:
-            rows["runner, no client limiter"] = runner(server, suite, args.rpm, args.concurrency, limited=False)
+            rows["runner, no client limiter"] = runner(server, suite, args.rpm, args.concurrency,
+                                                       limited=False)
         if not args.no_sequential:
             rows["sequential loop"] = sequential(server, suite)
 
     print(f"{args.items} items x 2 models = {requests} requests; {args.latency * 1000:.0f} ms latency, "
-          f"{args.rpm} requests/minute; limit-bound ceiling {ceiling:.2f} req/s; concurrency {args.concurrency}")
+          f"{args.rpm} requests/minute; limit-bound ceiling {ceiling:.2f} req/s; "
+          f"concurrency {args.concurrency}")
     print(f"{'mode':<28}{'seconds':>9}{'req/s':>8}{'of ceiling':>12}{'failed':>8}{'429s':>6}{'calls':>7}")
     for name, row in rows.items():
         throughput = row["requests"] / row["seconds"]
         print(f"{name:<28}{row['seconds']:>9.1f}{throughput:>8.2f}{throughput / ceiling:>11.1%}"
               f"{row['failed']:>8}{row['throttled']:>6}{row['calls']:>7}")
-    print(json.dumps({"ceiling_rps": ceiling, **{k: {**v, "rps": v["requests"] / v["seconds"]} for k, v in rows.items()}}))
+    print(json.dumps({"ceiling_rps": ceiling,
+                      **{k: {**v, "rps": v["requests"] / v["seconds"]} for k, v in rows.items()}}))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """The gateway's added latency at a fixed request rate, and exposures kept through a database restart.
 
-Three processes on loopback: a stub OpenAI-compatible upstream (answers at once), the gateway over a registry, and
-this load generator, which sends an open-loop stream of chat completions (each from a new user, so every request is
-an exposure of a running 50/50 experiment). Phase 1 sends the same stream straight to the upstream, phase 2 through
-the gateway; the added latency is the difference of the two distributions' p50 and p99. In phase 2 the registry's
-PostgreSQL is stopped and started again mid-run (`--restart-after`); afterwards every answered request must have
-its exposure row and its measurements. Without PostgreSQL binaries, `--sqlite` keeps the registry in SQLite and
-swaps its file out of the way during the outage instead.
+Three processes on loopback: a stub OpenAI-compatible upstream (answers at once), the gateway over a registry,
+and this load generator, which sends an open-loop stream of chat completions (each from a new user, so every
+request is an exposure of a running 50/50 experiment). Phase 1 sends the same stream straight to the upstream,
+phase 2 through the gateway; the added latency is the difference of the two distributions' p50 and p99. In
+phase 2 the registry's PostgreSQL is stopped and started again mid-run (`--restart-after`); afterwards every
+answered request must have its exposure row and its measurements. Without PostgreSQL binaries, `--sqlite`
+keeps the registry in SQLite and swaps its file out of the way during the outage instead.
 
     .venv/bin/python bench/gateway.py [--rps 200] [--seconds 20] [--restart-after 6] [--down-s 3] [--sqlite]
 """
@@ -114,8 +114,8 @@ class SqliteOutage:
 
 
 def _prepare(url: str, upstream: str) -> int:
-    from tasks.release.models import ModelRegistry
     from tasks.registry import Registry
+    from tasks.release.models import ModelRegistry
 
     models = ModelRegistry(Registry.open(url))
     for served in ("base", "ft"):
@@ -126,8 +126,8 @@ def _prepare(url: str, upstream: str) -> int:
 
 
 class _Connections:
-    """Keep-alive HTTP/1.1 over raw asyncio streams: a load generator much lighter than an HTTP client library,
-    so on a small machine the figures measure the servers rather than the client."""
+    """Keep-alive HTTP/1.1 over raw asyncio streams: a load generator much lighter than an HTTP client
+    library, so on a small machine the figures measure the servers rather than the client."""
 
     def __init__(self, url: str, size: int) -> None:
         parsed = httpx.URL(url)
@@ -141,8 +141,10 @@ class _Connections:
     async def post(self, body: bytes) -> int:
         reader, writer = await self.free.get()
         try:
-            writer.write(f"POST {self.path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
-                         f"authorization: Bearer {KEY}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+            writer.write(f"POST {self.path} HTTP/1.1\r\nhost: {self.host}\r\n"
+                         f"content-type: application/json\r\n"
+                         f"authorization: Bearer {KEY}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                         + body)
             head = await reader.readuntil(b"\r\n\r\n")
             status, length = int(head.split(b" ", 2)[1]), 0
             for line in head.split(b"\r\n"):
@@ -224,12 +226,15 @@ def _percentiles(latencies: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rps", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--restart-after", type=float, default=6.0, help="seconds into phase 2 (>= --seconds: no)")
+    parser.add_argument("--restart-after", type=float, default=6.0,
+                        help="seconds into phase 2 (>= --seconds: no)")
     parser.add_argument("--down-s", type=float, default=3.0)
-    parser.add_argument("--sqlite", action="store_true", help="SQLite registry made unavailable instead of PG")
+    parser.add_argument("--sqlite", action="store_true",
+                        help="SQLite registry made unavailable instead of PG")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="loraflow-bench-gateway-"))
     os.chmod(scratch, 0o755)
@@ -266,8 +271,8 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def report(url: str, experiment: int, direct: list[float], direct_failed: int, via: list[float], answered: int,
-           failed: int, args: argparse.Namespace) -> None:
+def report(url: str, experiment: int, direct: list[float], direct_failed: int, via: list[float],
+           answered: int, failed: int, args: argparse.Namespace) -> None:
     from tasks.registry import Registry
     from tasks.release.traffic import TrafficStore
 
@@ -277,7 +282,8 @@ def report(url: str, experiment: int, direct: list[float], direct_failed: int, v
     d50, d99 = _percentiles(direct)
     g50, g99 = _percentiles(via)
     figures = {"rps": args.rps, "seconds": args.seconds, "direct_p50_ms": round(d50, 2),
-               "direct_p99_ms": round(d99, 2), "gateway_p50_ms": round(g50, 2), "gateway_p99_ms": round(g99, 2),
+               "direct_p99_ms": round(d99, 2), "gateway_p50_ms": round(g50, 2),
+               "gateway_p99_ms": round(g99, 2),
                "added_p50_ms": round(g50 - d50, 2), "added_p99_ms": round(g99 - d99, 2),
                "direct_failed": direct_failed, "gateway_answered": answered, "gateway_failed": failed,
                "exposures": len(exposures), "exposures_with_result": measured,

@@ -44,7 +44,8 @@ def trainer_run(base: Path, data: Path, root: Path, epochs: int, batch: int) -> 
     tokenizer = load_tokenizer(base)
     rows = encode_file(tokenizer, data, 256)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32),
-                           LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, bias="none", task_type="CAUSAL_LM",
+                           LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, bias="none",
+                                      task_type="CAUSAL_LM",
                                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     args = TrainingArguments(output_dir=str(root), num_train_epochs=epochs, per_device_train_batch_size=batch,
                              learning_rate=3e-3, lr_scheduler_type="cosine", logging_steps=10**6,

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import openai
 
-from providers.base import DatasetRef, PreparedDataset, TrainingSpec
 from emulator import EmulatorServer, Timeline
+from providers.base import DatasetRef, PreparedDataset, TrainingSpec
 from providers.openai.adapter import OpenAIOptions, OpenAIProvider
-from tasks.training.polling import PollConfig
 from tasks.registry import Registry
+from tasks.training.polling import PollConfig
 from tasks.training.wait import JobWatcher, poll_job
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart" / "data" / "bullets.jsonl"
@@ -63,8 +63,10 @@ def measure(policy: PollConfig, hours: float, seed: int, workdir: Path) -> tuple
         provider = OpenAIProvider(client, OpenAIOptions(file_poll_interval_s=0.01))
         train = workdir / "train.jsonl"
         train.write_text("".join(QUICKSTART.read_text().splitlines(keepends=True)[:50]))
-        data: DatasetRef = provider.upload(PreparedDataset(train_path=train, sha256=f"{seed:064d}", train_examples=50))
-        job = provider.create_job(TrainingSpec(base_model="gpt-4o-mini-2024-07-18"), data, idempotency_key=f"b{seed}")
+        data: DatasetRef = provider.upload(PreparedDataset(train_path=train, sha256=f"{seed:064d}",
+                                                           train_examples=50))
+        job = provider.create_job(TrainingSpec(base_model="gpt-4o-mini-2024-07-18"), data,
+                                  idempotency_key=f"b{seed}")
         finishes_at = clock() + timeline.validating_s + timeline.queued_s + timeline.steps * timeline.step_s
         registry = Registry(f"sqlite:///{workdir / f'registry-{seed}.db'}")
         registry.claim_job(idempotency_key=f"b{seed}", submission_key=f"s{seed}", attempt=1, target="bench",
@@ -72,8 +74,8 @@ def measure(policy: PollConfig, hours: float, seed: int, workdir: Path) -> tuple
         registry.job_created(job)
         clock.sleep(random.Random(-seed).uniform(0, 60))  # the flow starts watching a little after the create
         before = emulator.state.counters["requests"]
-        JobWatcher(policy, registry, poll=poll_job.fn, sleep=clock.sleep, clock=clock, rng=random.Random(seed),
-                   now=lambda: _utc(clock()), report=_Quiet()).wait(provider, job)
+        JobWatcher(policy, registry, poll=poll_job.fn, sleep=clock.sleep, clock=clock,
+                   rng=random.Random(seed), now=lambda: _utc(clock()), report=_Quiet()).wait(provider, job)
         noticed = clock()
         after = emulator.state.counters["requests"]
     calls = sum(after.values()) - sum(before.values())

@@ -1,1 +1,2 @@
-"""The OpenAI-compatible gateway that routes an alias to champion/challenger (arrives with the promotion work)."""
+"""The OpenAI-compatible gateway that routes an alias to champion/challenger
+(arrives with the promotion work)."""

@@ -1,9 +1,10 @@
 """An OpenAI-compatible `/v1/chat/completions` where `model` names a registered model (or `name@alias`).
 
-The arm comes from a sticky hash of the user (the request's `user` field or the `X-Loraflow-User` header) and the
-running experiment's salt; the exposure is buffered the moment the arm is chosen, before the upstream call, and the
-call's measurements follow as a `result` event. A challenger whose upstream fails is retried on the champion and
-still logged as treatment (intention to treat) with `fallback`. `/v1/feedback` records outcomes.
+The arm comes from a sticky hash of the user (the request's `user` field or the `X-Loraflow-User` header) and
+the running experiment's salt; the exposure is buffered the moment the arm is chosen, before the upstream
+call, and the call's measurements follow as a `result` event. A challenger whose upstream fails is retried on
+the champion and still logged as treatment (intention to treat) with `fallback`. `/v1/feedback` records
+outcomes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ OUTCOME_TYPES = ("thumbs_up", "thumbs_down", "regenerate", "edit", "copy", "task
 
 @dataclass
 class Gateway:
-    """Everything a request needs; `default_base_url` serves versions registered without their own base URL."""
+    """Everything a request needs; `default_base_url` serves versions registered without their own
+    base URL."""
 
     routes: RouteCache
     exposures: ExposureBuffer
@@ -59,7 +61,8 @@ class Gateway:
     def upstream(self, arm: Arm) -> str:
         base = arm.base_url or self.default_base_url
         if not base:
-            raise LookupError(f"version {arm.version} has no base URL and the gateway has no default upstream")
+            raise LookupError(f"version {arm.version} has no base URL and the gateway has no "
+                              "default upstream")
         return base.rstrip("/") + "/chat/completions"
 
 
@@ -81,7 +84,8 @@ def choose(gateway: Gateway, route: Route, pinned: str | None, unit: str | None,
     if pinned is not None or route.challenger is None:
         arm = route.challenger if pinned == "challenger" and route.challenger else route.champion
         return _Call(request_id, None, route, arm)
-    if route.experiment_id is None or unit is None:  # no experiment, or an anonymous caller: champion, unlogged
+    # no experiment, or an anonymous caller: champion, unlogged
+    if route.experiment_id is None or unit is None:
         return _Call(request_id, None, route, route.champion)
     where = bucket(route.experiment_key, route.salt, unit)
     arm = arm_for(where, route.weight)
@@ -101,8 +105,8 @@ def choose(gateway: Gateway, route: Route, pinned: str | None, unit: str | None,
     return _Call(request_id, arm, route, chosen)
 
 
-def measured(call: _Call, status: int, body: dict[str, Any] | None, wants_json: bool, *, ttft_ms: float | None,
-             served: Arm, fallback: bool) -> dict[str, Any]:
+def measured(call: _Call, status: int, body: dict[str, Any] | None, wants_json: bool, *,
+             ttft_ms: float | None, served: Arm, fallback: bool) -> dict[str, Any]:
     """The `result` event of a finished call: latency, tokens, cost, status, schema validity, refusal."""
     usage = (body or {}).get("usage") or {}
     choice = ((body or {}).get("choices") or [{}])[0]
@@ -118,11 +122,12 @@ def measured(call: _Call, status: int, body: dict[str, Any] | None, wants_json: 
             schema_valid = True
         except ValueError:
             schema_valid = False
-    refusal = bool(message.get("refusal")) or choice.get("finish_reason") == "content_filter" if body else None
+    refusal = (bool(message.get("refusal")) or choice.get("finish_reason") == "content_filter"
+               if body else None)
     return {"kind": "result", "request_id": call.request_id, "http_status": status, "ttft_ms": ttft_ms,
             "latency_ms": (time.perf_counter() - call.started) * 1000, "prompt_tokens": prompt,
-            "completion_tokens": completion, "cost_usd": cost, "schema_valid": schema_valid, "refusal": refusal,
-            "served_model": served.served_name, "fallback": fallback}
+            "completion_tokens": completion, "cost_usd": cost, "schema_valid": schema_valid,
+            "refusal": refusal, "served_model": served.served_name, "fallback": fallback}
 
 
 def _headers(gateway: Gateway) -> dict[str, str]:
@@ -214,7 +219,8 @@ async def _relay(gateway: Gateway, call: _Call, upstream: aiohttp.ClientResponse
     finally:
         upstream.release()
         if call.arm is not None:
-            whole = {"usage": usage, "choices": [{"message": {"content": "".join(text)}, "finish_reason": finish}]}
+            whole = {"usage": usage,
+                     "choices": [{"message": {"content": "".join(text)}, "finish_reason": finish}]}
             gateway.exposures.add(measured(call, upstream.status, whole, wants_json, ttft_ms=ttft,
                                            served=served, fallback=fallback))
 
@@ -271,7 +277,8 @@ async def health(request: Request) -> Response:
 def create_app(gateway: Gateway) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # aiohttp rather than httpx for the upstream: about half the gateway's CPU per request went to httpx's pool
+        # aiohttp rather than httpx for the upstream: about half the gateway's CPU per request
+        # went to httpx's pool
         gateway.client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=gateway.timeout_s),
                                                connector=aiohttp.TCPConnector(limit=512))
         try:

@@ -1,9 +1,9 @@
 """The exposure buffer: requests append events and move on; a background thread writes them in batches.
 
-A failed write keeps the batch and retries with backoff, so a database restart loses nothing. When the buffer passes
-`max_events`, the oldest events go to a local JSONL spill file (appended and fsynced); the flusher reads the spill
-back first once the database answers. `close()` flushes what it can and spills the rest, so a gateway stopped during
-an outage hands its events to the next one.
+A failed write keeps the batch and retries with backoff, so a database restart loses nothing. When the buffer
+passes `max_events`, the oldest events go to a local JSONL spill file (appended and fsynced); the flusher
+reads the spill back first once the database answers. `close()` flushes what it can and spills the rest, so a
+gateway stopped during an outage hands its events to the next one.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ class ExposureBuffer:
     def __init__(self, write: Writer, spill_path: Path, *, batch: int = 500, interval_s: float = 0.2,
                  max_events: int = 50_000, max_backoff_s: float = 2.0) -> None:
         self._write, self.spill_path = write, spill_path
-        self._batch, self._interval, self._max, self._max_backoff = batch, interval_s, max_events, max_backoff_s
+        self._batch, self._interval, self._max, self._max_backoff = (batch, interval_s, max_events,
+                                                                     max_backoff_s)
         self._events: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         self._file_lock = threading.Lock()  # the spill file's; never held by a request
@@ -79,8 +80,9 @@ class ExposureBuffer:
             self._wake.clear()
             try:
                 self._drain_spill()
-                # only what is here now: looping until empty would chase a busy stream with tiny batches and split
-                # each exposure from its result (an insert, then an update) instead of writing both as one row
+                # only what is here now: looping until empty would chase a busy stream with tiny batches
+                # and split each exposure from its result (an insert, then an update) instead of writing
+                # both as one row
                 for _ in range(-(-len(self._events) // self._batch)):
                     self._write_some()
                 backoff = self._interval
@@ -88,12 +90,13 @@ class ExposureBuffer:
                 self.failures += 1
                 backoff = min(max(backoff * 2, 0.05), self._max_backoff)
                 (log.warning if backoff < self._max_backoff else log.debug)(
-                    "exposures: write failed (%s); %d pending, retry in %.2fs", type(exc).__name__, self.pending,
-                    backoff)
+                    "exposures: write failed (%s); %d pending, retry in %.2fs", type(exc).__name__,
+                    self.pending, backoff)
                 self._spill_excess()
 
     def _spill_excess(self) -> None:
-        """Past `max_events`, the oldest events go to disk in one append (the flusher's thread, not a request's)."""
+        """Past `max_events`, the oldest events go to disk in one append (the flusher's thread, not a
+        request's)."""
         with self._lock:
             overflow = len(self._events) - self._max
             spilled = [self._events.popleft() for _ in range(overflow)] if overflow > 0 else []

@@ -1,10 +1,11 @@
 """Opt-in capture of what the gateway served: the chat messages and the answer, PII-scrubbed, as chat JSONL.
 
-Off unless `loraflow gateway --capture-dir DIR` is given. Each finished non-streaming completion becomes one line
-of DIR/capture-YYYYMMDD.jsonl in the training-data shape (`messages` ending with the assistant's answer) plus
-`request_id`, `model` and `ts`, so the retrain (retrain.traffic) can join it with the feedback recorded for that
-request and the monitor can read it as its drift window. Text is scrubbed with the data step's PII rules before
-it reaches the disk; the retrain's data preparation scrubs again. Requests append to a queue; a thread writes.
+Off unless `loraflow gateway --capture-dir DIR` is given. Each finished non-streaming completion becomes one
+line of DIR/capture-YYYYMMDD.jsonl in the training-data shape (`messages` ending with the assistant's answer)
+plus `request_id`, `model` and `ts`, so the retrain (retrain.traffic) can join it with the feedback recorded
+for that request and the monitor can read it as its drift window. Text is scrubbed with the data step's PII
+rules before it reaches the disk; the retrain's data preparation scrubs again. Requests append to a queue; a
+thread writes.
 """
 
 from __future__ import annotations

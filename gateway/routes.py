@@ -1,7 +1,7 @@
 """The gateway's view of the registry: routes cached in memory and refreshed by a background thread.
 
-Requests read only the cache, so a slow or restarting database never holds a request; a model name seen for the
-first time is loaded once (in a worker thread). A refresh that fails keeps the last good route.
+Requests read only the cache, so a slow or restarting database never holds a request; a model name seen for
+the first time is loaded once (in a worker thread). A refresh that fails keeps the last good route.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class RouteCache:
             try:
                 self._routes[name] = self._load(name)
             except SQLAlchemyError as exc:  # keep serving the last good route through a database outage
-                log.warning("routes: refresh of %s failed (%s); keeping the cached route", name, type(exc).__name__)
+                log.warning("routes: refresh of %s failed (%s); keeping the cached route", name,
+                            type(exc).__name__)
 
     def _run(self) -> None:
         while not self._stop.wait(self._refresh_s):

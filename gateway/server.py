@@ -9,16 +9,17 @@ from gateway.buffer import ExposureBuffer
 from gateway.capture import Capture
 from gateway.routes import RouteCache
 from providers.errors import ConfigError
-from tasks.release.models import ModelRegistry
 from tasks.registry import Registry, loraflow_home
+from tasks.release.models import ModelRegistry
 from tasks.release.traffic import TrafficStore
 
 
 def build_gateway(registry: Registry, api_keys: list[str], *, default_base_url: str | None = None,
                   upstream_api_key: str | None = None, spill_path: Path | None = None,
-                  refresh_s: float = 1.0, flush_interval_s: float = 0.2, capture_dir: Path | None = None) -> Gateway:
-    """A gateway whose routes come from `registry` and whose exposures go back to it; `capture_dir` turns on the
-    capture of served exchanges (gateway/capture.py)."""
+                  refresh_s: float = 1.0, flush_interval_s: float = 0.2,
+                  capture_dir: Path | None = None) -> Gateway:
+    """A gateway whose routes come from `registry` and whose exposures go back to it; `capture_dir` turns on
+    the capture of served exchanges (gateway/capture.py)."""
     if not api_keys:
         raise ConfigError("the gateway needs at least one API key (--api-key or LORAFLOW_GATEWAY_KEYS)")
     models, traffic = ModelRegistry(registry), TrafficStore(registry.engine)
@@ -26,5 +27,6 @@ def build_gateway(registry: Registry, api_keys: list[str], *, default_base_url: 
     spill.parent.mkdir(parents=True, exist_ok=True)
     return Gateway(routes=RouteCache(models.route, refresh_s).start(),
                    exposures=ExposureBuffer(traffic.write, spill, interval_s=flush_interval_s).start(),
-                   api_keys=frozenset(api_keys), default_base_url=default_base_url, upstream_api_key=upstream_api_key,
+                   api_keys=frozenset(api_keys), default_base_url=default_base_url,
+                   upstream_api_key=upstream_api_key,
                    capture=Capture(capture_dir).start() if capture_dir is not None else None)

@@ -126,8 +126,8 @@ class Decoding(_Value):
     # left out of dumps when unset, so answer-cache keys made before it existed stay valid
     json_schema: dict[str, Any] | None = Field(
         default=None, exclude_if=lambda schema: schema is None,
-        description="constrain answers to this JSON Schema where the serving side supports it (OpenAI structured "
-                    "outputs, vLLM guided decoding); a provider without it answers unconstrained")
+        description="constrain answers to this JSON Schema where the serving side supports it (OpenAI "
+                    "structured outputs, vLLM guided decoding); a provider without it answers unconstrained")
 
 
 class Completion(_Value):
@@ -141,7 +141,8 @@ class Completion(_Value):
 
 @runtime_checkable
 class ChatModel(Protocol):
-    """Anything that answers chat messages: every Provider, and chat-only services used as judges or teachers."""
+    """Anything that answers chat messages: every Provider, and chat-only services used as judges or
+    teachers."""
 
     name: ClassVar[str]
 
@@ -216,7 +217,8 @@ class ServesModels(Protocol):
 
 @runtime_checkable
 class LossCurveSource(Protocol):
-    """A provider that can hand back a finished job's whole loss curve; others report only the last metrics."""
+    """A provider that can hand back a finished job's whole loss curve; others report only the last
+    metrics."""
 
     def loss_curve(self, job: JobRef) -> list[dict[str, float]]:
         """Rows of step, train_loss and (where the job had a validation set) valid_loss, in step order."""

@@ -70,21 +70,25 @@ class ModelFacts(_Fact):
     provider: str
     model_id: str
     context_tokens: int | None = Field(default=None, description="longest training example, in tokens")
-    tokenizer: str | None = Field(default=None, description="tiktoken encoding name, 'hf:<repo>', or 'chars/<n>'")
-    parameters_b: float | None = Field(default=None, description="size in billions (prices go by size bracket)")
+    tokenizer: str | None = Field(
+        default=None, description="tiktoken encoding name, 'hf:<repo>', or 'chars/<n>'")
+    parameters_b: float | None = Field(
+        default=None, description="size in billions (prices go by size bracket)")
     methods: list[Method] = Field(default_factory=lambda: ["sft"], description="training methods offered")
     epochs: Range | None = None
     batch_size: Range | None = None
     learning_rate: Range | None = Field(default=None, description="absolute learning rate")
-    learning_rate_multiplier: Range | None = Field(default=None, description="a multiple of the provider's rate")
+    learning_rate_multiplier: Range | None = Field(
+        default=None, description="a multiple of the provider's rate")
     lora: LoraLimits | None = Field(default=None, description="None: the provider exposes no LoRA knobs")
     serverless_lora: bool | None = Field(default=None, description="a LoRA fine-tune is served per token")
     hosting_usd_per_hour: float | None = Field(
-        default=None, description="what hosting a tuned model costs per hour where it is not served per token "
-                                  "(a dedicated endpoint, provisioned throughput)")
+        default=None, description="what hosting a tuned model costs per hour where it is not served "
+                                  "per token (a dedicated endpoint, provisioned throughput)")
     training_usd_per_1m_tokens: float | None = None
     inference_usd_per_1m_tokens: dict[str, float] = Field(default_factory=dict)
-    last_new_job: date | None = Field(default=None, description="the provider takes no new jobs after this day")
+    last_new_job: date | None = Field(
+        default=None, description="the provider takes no new jobs after this day")
     retires: date | None = Field(default=None, description="the model and its fine-tunes stop serving")
     as_of: date
     sources: list[str] = Field(min_length=1)
@@ -104,25 +108,29 @@ class ModelFacts(_Fact):
 
 
 def check_training_knobs(facts: ModelFacts, spec: TrainingSpec, vendor: str) -> None:
-    """ConfigError naming the first knob of `spec` outside what `facts` allow, the range, and where it came from."""
+    """ConfigError naming the first knob of `spec` outside what `facts` allow, the range, and where it
+    came from."""
     basis = f"{facts.origin}, as of {facts.as_of}"
     batch = facts.batch_size
     if facts.lora is not None and facts.lora.min_batch_size is not None:
         batch = Range(min=facts.lora.min_batch_size, max=facts.lora.max_batch_size)
-    for knob, allowed in (("epochs", facts.epochs), ("batch_size", batch), ("learning_rate", facts.learning_rate)):
+    for knob, allowed in (("epochs", facts.epochs), ("batch_size", batch),
+                          ("learning_rate", facts.learning_rate)):
         value = getattr(spec, knob)
         if value is not None and allowed is not None and not allowed.contains(value):
             raise ConfigError(f"training.{knob}: {vendor} allows {allowed.describe()} for {facts.model_id}, "
                               f"got {value:g} ({basis})")
     lora = facts.lora
-    given = [k for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules") if getattr(spec, k) is not None]
+    given = [k for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+             if getattr(spec, k) is not None]
     if lora is None and given:
         raise ConfigError(f"training.{given[0]}: {vendor} exposes no LoRA knobs for {facts.model_id}; remove "
                           + ", ".join(f"training.{k}" for k in given))
     if lora is not None and spec.lora_r is not None and spec.lora_r > lora.max_rank:
         raise ConfigError(f"training.lora_r: {vendor} allows 1 to {lora.max_rank} for {facts.model_id}, "
                           f"got {spec.lora_r} ({basis})")
-    unknown = sorted(set(spec.lora_target_modules or []) - {"all-linear", *(lora.target_modules if lora else [])})
+    unknown = sorted(set(spec.lora_target_modules or [])
+                     - {"all-linear", *(lora.target_modules if lora else [])})
     if unknown:
         raise ConfigError(f"training.lora_target_modules: {unknown} are not trainable on {facts.model_id}; "
                           f"allowed values: all-linear, {', '.join(lora.target_modules)} ({basis})")

@@ -1,14 +1,16 @@
 """The one error tree of loraflow, split by what the caller does next.
 
     LoraflowError                    base of everything loraflow raises on purpose
-    ├── ConfigError                  the pipeline file, a dataset, credentials: fix the input, never retry
-    │   └── DataError                the dataset breaks the chat contract; carries every problem with file:line
+    ├── ConfigError                  the pipeline file, a dataset, credentials: fix the input,
+    │   │                            never retry
+    │   └── DataError                the dataset breaks the chat contract; carries every problem
+    │                                with file:line
     ├── ProviderError                came back from a provider call (carries the provider name)
     │   ├── TransientProviderError   throttled, timed out, 5xx, connection dropped: retry with backoff
     │   ├── PermanentProviderError   auth, quota, rejected request or data: stop and tell a person
     │   └── UnexpectedProviderResponse  a status or shape we do not know: stop, it is a bug to file
-    ├── JobFailed                    the remote job ended FAILED or CANCELLED; carries the vendor message
-    │                                and whether the data was at fault
+    ├── JobFailed                    the remote job ended FAILED or CANCELLED; carries the vendor
+    │                                message and whether the data was at fault
     └── ApprovalDeclined             a person refused (or did not answer) an approval the run asked for
 
 Each provider translates its SDK's exceptions into this tree at one boundary (a context manager in
@@ -37,7 +39,8 @@ class ConfigError(LoraflowError):
         first = errors[0]
         path = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
         message = _describe(first)
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        more = (f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+                if len(errors) > 1 else "")
         return cls(f"{where}: {path or '<root>'}: {message}{more}")
 
 

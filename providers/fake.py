@@ -44,8 +44,9 @@ class FakeOptions(BaseModel):
     stall: bool = Field(default=False, description="the job stays RUNNING at its first step forever")
     max_epochs: int = Field(default=50, ge=1, description="check_spec refuses more epochs than this")
     skilled: dict[str, str] = Field(
-        default_factory=dict, description="model id -> chat JSONL file: that model (a newer base that already "
-                                          "knows the task, or one tuned elsewhere) answers like a fine-tune on it")
+        default_factory=dict, description="model id -> chat JSONL file: that model (a newer base that "
+                                          "already knows the task, or one tuned elsewhere) answers like a "
+                                          "fine-tune on it")
 
 
 class FakeProvider:
@@ -93,7 +94,8 @@ class FakeProvider:
         self._record("create_job", spec, data, idempotency_key)
         if self.options.fail_create:
             raise PermanentProviderError(self.name, self.options.fail_create, status_code=400)
-        job = JobRef(provider=self.name, job_id=f"fake-job-{next(self._ids)}", idempotency_key=idempotency_key)
+        job = JobRef(provider=self.name, job_id=f"fake-job-{next(self._ids)}",
+                     idempotency_key=idempotency_key)
         self._jobs[job.job_id] = {"ref": job, "spec": spec, "data": data, "polls": 0, "cancelled": False,
                                 "last": JobState.PENDING}
         return job
@@ -122,7 +124,8 @@ class FakeProvider:
                 JobState.SUCCEEDED: self.options.total_steps}.get(state)
         return self._status(record, state, step=step)
 
-    def _status(self, record: dict, state: JobState, *, step: int | None = None, message: str = "") -> JobStatus:
+    def _status(self, record: dict, state: JobState, *, step: int | None = None,
+                message: str = "") -> JobStatus:
         ref, spec = record["ref"], record["spec"]
         model = None
         if state is JobState.SUCCEEDED:
@@ -152,7 +155,8 @@ class FakeProvider:
     def _imitation(self, model: ModelRef) -> BaseImitation | TunedImitation:
         if model.model_id in self.options.skilled and model.model_id not in self._tuned:
             path = Path(self.options.skilled[model.model_id])
-            self._tuned[model.model_id] = TunedImitation.from_jsonl(path.read_text(encoding="utf-8").splitlines())
+            self._tuned[model.model_id] = TunedImitation.from_jsonl(
+                path.read_text(encoding="utf-8").splitlines())
         if model.model_id in self._tuned:
             return self._tuned[model.model_id]
         if not model.is_tuned:

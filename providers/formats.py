@@ -90,12 +90,14 @@ def alternation_problem(messages: list[dict[str, Any]], severity: Severity, why:
         return None
     roles = turn_roles(messages)
     if roles and roles[0] != "user":
-        return FormatProblem("role_order", severity, f"the first turn after the system prompt is {roles[0]!r}, "
-                                                     f"not 'user'; {why}")
+        return FormatProblem("role_order", severity,
+                             f"the first turn after the system prompt is {roles[0]!r}, "
+                             f"not 'user'; {why}")
     for index in range(1, len(roles)):
         if roles[index] == roles[index - 1]:
-            return FormatProblem("role_order", severity, f"two {roles[index]!r} turns in a row (turn {index + 1}); "
-                                                         f"user and assistant must alternate; {why}")
+            return FormatProblem("role_order", severity,
+                                 f"two {roles[index]!r} turns in a row (turn {index + 1}); "
+                                 f"user and assistant must alternate; {why}")
     return None
 
 
@@ -108,7 +110,8 @@ def _single_turn(messages: list[dict[str, Any]]) -> bool:
 
 
 def uses_tools(example: Example) -> bool:
-    return "tools" in example or any(m.get("role") == "tool" or m.get("tool_calls") for m in example["messages"])
+    return "tools" in example or any(m.get("role") == "tool" or m.get("tool_calls")
+                                     for m in example["messages"])
 
 
 def weighted(example: Example) -> bool:

@@ -54,7 +54,8 @@ def translated(provider: str, sdk: ModuleType, *, refusals: tuple[type[Exception
         # a body that is not JSON at all was cut or garbled on the way (a proxy page, a torn response);
         # asking again is safe, unlike a well-formed answer we do not understand
         raise TransientProviderError(provider, f"response body was not JSON: {exc}") from exc
-    except (sdk.APIResponseValidationError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (sdk.APIResponseValidationError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError) as exc:
         raise UnexpectedProviderResponse(provider, f"response not understood: {exc}") from exc
 
 
@@ -84,7 +85,8 @@ def options_and_key(model: type[Options], options: dict, *, provider: str, api_k
     try:
         parsed = model.model_validate(options)
     except ValidationError as exc:
-        raise ConfigError.from_validation(exc, where=f"{provider} provider", prefix="provider.options") from exc
+        raise ConfigError.from_validation(exc, where=f"{provider} provider",
+                                          prefix="provider.options") from exc
     variable = getattr(parsed, key_env)
     key = api_key or os.environ.get(variable)
     if not key:
@@ -107,5 +109,6 @@ def completion(response: Any, started: float) -> Completion:
     choice, usage = response.choices[0], response.usage
     return Completion(
         text=choice.message.content or "", model_id=response.model, finish_reason=choice.finish_reason or "",
-        prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=usage.completion_tokens if usage else 0,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
         latency_ms=(time.perf_counter() - started) * 1000)

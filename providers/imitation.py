@@ -20,9 +20,9 @@ from providers.base import Message
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "for", "from", "give", "how", "i", "in", "is",
-    "it", "me", "my", "of", "on", "or", "should", "the", "to", "what", "with", "you", "your", "we", "our", "us",
-    "need", "some", "tips", "steps", "ways",
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "for", "from", "give", "how", "i", "in",
+    "is", "it", "me", "my", "of", "on", "or", "should", "the", "to", "what", "with", "you", "your", "we",
+    "our", "us", "need", "some", "tips", "steps", "ways",
 })
 
 
@@ -65,10 +65,14 @@ class BaseImitation:
             )
         if bucket % 2:
             return (
-                f"Great question! When it comes to \"{topic}\", the right approach depends on your situation. "
-                "Think about what matters most to you, gather a little information, and take it one step at a time."
+                f"Great question! When it comes to \"{topic}\", the right approach depends on your "
+                "situation. Think about what matters most to you, gather a little information, and take it "
+                "one step at a time."
             )
-        return f"Here are a few thoughts on {topic}:\n\n- Timing\n- Budget\n- Your own priorities\n\nHope this helps!"
+        return (
+            f"Here are a few thoughts on {topic}:\n\n- Timing\n- Budget\n- Your own priorities\n\n"
+            "Hope this helps!"
+        )
 
 
 class TunedImitation:

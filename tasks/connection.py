@@ -1,10 +1,10 @@
 """Open the configured provider (or any chat model) at its endpoint, with its key.
 
 `endpoint: emulator` names the loopback emulator, which plays the vendor in offline rehearsals. Product code
-never starts it: whoever runs the pipeline does, and names it in LORAFLOW_EMULATOR_URL. `loraflow run`, `eval`,
-`retrain`, `monitor`, `serve` and `data generate` start one for their lifetime (cli/rehearsal.py); a Prefect
-worker or your own Python is given one with `loraflow emulator` and the variable. The emulator itself says
-where each vendor's API lives on it (`GET /_emulator/health`), so nothing here knows its routes.
+never starts it: whoever runs the pipeline does, and names it in LORAFLOW_EMULATOR_URL. `loraflow run`,
+`eval`, `retrain`, `monitor`, `serve` and `data generate` start one for their lifetime (cli/rehearsal.py); a
+Prefect worker or your own Python is given one with `loraflow emulator` and the variable. The emulator itself
+says where each vendor's API lives on it (`GET /_emulator/health`), so nothing here knows its routes.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from tasks.secrets import SECRET_HELP, secret_value
 EMULATOR = "emulator"
 EMULATOR_URL = "LORAFLOW_EMULATOR_URL"
 EMULATOR_KEY = "loraflow-emulator"
-_HOW_TO_START = ("`loraflow run`, `eval`, `retrain`, `monitor`, `serve` and `data generate` start one themselves; "
-                 "elsewhere (a Prefect worker, your own Python) start `loraflow emulator --state-dir "
-                 f"$LORAFLOW_HOME/emulator` and set {EMULATOR_URL} to the URL it prints")
+_HOW_TO_START = ("`loraflow run`, `eval`, `retrain`, `monitor`, `serve` and `data generate` start one "
+                 "themselves; elsewhere (a Prefect worker, your own Python) start `loraflow emulator "
+                 f"--state-dir $LORAFLOW_HOME/emulator` and set {EMULATOR_URL} to the URL it prints")
 
 
 class ProviderConfig(BaseModel):
@@ -37,14 +37,17 @@ class ProviderConfig(BaseModel):
 
     name: str = Field(description=f"one of: {', '.join(PROVIDERS)}")
     endpoint: str | None = Field(
-        default=None, description="'emulator' runs against the loopback emulator for an offline rehearsal; a URL "
-                                  "points the provider at another endpoint; empty means the vendor's own")
-    options: dict[str, Any] = Field(default_factory=dict, description="provider-only knobs, checked by the provider")
+        default=None, description="'emulator' runs against the loopback emulator for an offline "
+                                  "rehearsal; a URL points the provider at another endpoint; empty means "
+                                  "the vendor's own")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="provider-only knobs, checked by the provider")
     api_key_secret: str | None = Field(default=None, description=SECRET_HELP)
 
     @property
     def target(self) -> str:
-        """Names where jobs live (provider plus endpoint): records of an emulator run never match a real one."""
+        """Names where jobs live (provider plus endpoint): records of an emulator run never match a real
+        one."""
         return f"{self.name}@{self.endpoint}" if self.endpoint else self.name
 
     @field_validator("name")
@@ -82,7 +85,8 @@ def emulator_base_url(provider: str) -> str:
     """Where `provider`'s API lives on the emulator that LORAFLOW_EMULATOR_URL names."""
     url = os.environ.get(EMULATOR_URL, "").rstrip("/")
     if not url:
-        raise ConfigError(f"provider.endpoint: emulator: no loopback emulator runs for this process; {_HOW_TO_START}")
+        raise ConfigError("provider.endpoint: emulator: no loopback emulator runs for this process; "
+                          f"{_HOW_TO_START}")
     try:
         with urllib.request.urlopen(f"{url}/_emulator/health", timeout=10) as response:
             apis = json.loads(response.read())["apis"]

@@ -40,7 +40,8 @@ class Recipe(BaseModel):
     examples: Volume
     model_hint: str
     max_parameters_b: float | None = None
-    target_graders: list[str] = Field(default_factory=list, description="grader names a target suite should use")
+    target_graders: list[str] = Field(default_factory=list,
+                                      description="grader names a target suite should use")
     constrained_decoding: bool = False
     needs_teacher: bool = False
     safety_suite: bool = False

@@ -181,7 +181,8 @@ class Registry:
             return False
         with Session(self.engine) as session, session.begin():
             taken = session.execute(update(JobRecord).where(
-                JobRecord.id == record.id, JobRecord.owner == record.owner, JobRecord.job_id.is_(None)).values(
+                JobRecord.id == record.id, JobRecord.owner == record.owner,
+                JobRecord.job_id.is_(None)).values(
                 owner=owner, claimed_at=_now()))
             return taken.rowcount == 1
 

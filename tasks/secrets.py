@@ -19,8 +19,9 @@ def secret_value(block: str, where: str) -> str:
     try:
         value = Secret.load(block).get()
     except ValueError:
-        raise ConfigError(f"{where}: no Prefect Secret block named {block!r} on this Prefect API; create it with "
-                          f"`prefect block create secret` or Secret(value=...).save({block!r})") from None
+        raise ConfigError(f"{where}: no Prefect Secret block named {block!r} on this Prefect API; "
+                          "create it with `prefect block create secret` or "
+                          f"Secret(value=...).save({block!r})") from None
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: Prefect Secret block {block!r} does not hold a non-empty string")
     return value

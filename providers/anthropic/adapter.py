@@ -40,7 +40,8 @@ FINISH_REASONS: dict[str, str] = {
 class AnthropicOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    api_key_env: str = Field(default="ANTHROPIC_API_KEY", description="environment variable holding the API key")
+    api_key_env: str = Field(default="ANTHROPIC_API_KEY",
+                             description="environment variable holding the API key")
     max_retries: int = Field(default=2, ge=0, le=10, description="SDK-level retries per request")
     timeout_s: float = Field(default=600, gt=0)
 

@@ -45,7 +45,7 @@ from providers.errors import (
     TransientProviderError,
     UnexpectedProviderResponse,
 )
-from providers.local.config import LocalOptions, NAME, parse_options, train_config
+from providers.local.config import NAME, LocalOptions, parse_options, train_config
 from providers.local.jobdir import JobDir, write_json
 from providers.local.loading import INSTALL_HINT, require
 
@@ -90,11 +90,13 @@ class LocalProvider:
     # ---- the Provider protocol
 
     def check_spec(self, spec: TrainingSpec) -> list[str]:
-        train_config(spec, self.options, base_model=spec.base_model, train_path=Path("train.jsonl"), eval_path=None)
+        train_config(spec, self.options, base_model=spec.base_model, train_path=Path("train.jsonl"),
+                     eval_path=None)
         for module in ("torch", "transformers", "peft", "safetensors"):
             require(module, "provider: local")
         if self.options.backend == "unsloth" and self.options.python is None:
-            require("unsloth", "provider.options.backend: unsloth", "install it in its own venv (it pins older "
+            require("unsloth", "provider.options.backend: unsloth",
+                    "install it in its own venv (it pins older "
                     "transformers/trl) and set provider.options.python to that venv's python")
         if self.options.load_in_4bit:
             require("bitsandbytes", "provider.options.load_in_4bit", "pip install 'loraflow[local,qlora]'")
@@ -115,7 +117,8 @@ class LocalProvider:
             os.replace(folder / ".train.tmp", folder / "train.jsonl")  # last: its presence means complete
         has_eval = (folder / "eval.jsonl").exists()
         return DatasetRef(provider=self.name, train_file_id=str(folder / "train.jsonl"),
-                          validation_file_id=str(folder / "eval.jsonl") if has_eval else None, sha256=data.sha256)
+                          validation_file_id=str(folder / "eval.jsonl") if has_eval else None,
+                          sha256=data.sha256)
 
     def create_job(self, spec: TrainingSpec, data: DatasetRef, *, idempotency_key: str) -> JobRef:
         job_id = "local-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
@@ -144,7 +147,8 @@ class LocalProvider:
             raise UnexpectedProviderResponse(self.name, f"job {job.job_id}: unknown trainer state {vendor!r}")
         state, message = _STATES[vendor], status.get("message", "")
         if not state.is_terminal and not self._alive(found):
-            state, message = JobState.FAILED, "the trainer exited without a final status (killed: out of memory?)"
+            state, message = (JobState.FAILED,
+                              "the trainer exited without a final status (killed: out of memory?)")
         elif state is JobState.RUNNING and found.cancel_requested:
             state = JobState.CANCELLING
         if state is JobState.FAILED:
@@ -176,7 +180,8 @@ class LocalProvider:
     def loss_curve(self, job: JobRef) -> list[dict[str, float]]:
         """Every optimizer step's training loss, as the trainer logged it."""
         lines = self._job(job).file("metrics.jsonl")
-        rows = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines()] if lines.exists() else []
+        rows = ([json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines()]
+                if lines.exists() else [])
         return [{"step": float(row["step"]), "train_loss": float(row["train_loss"])} for row in rows]
 
     def resume(self, job: JobRef) -> None:
@@ -216,11 +221,13 @@ class LocalProvider:
     def _launch(self, job: JobDir) -> None:
         python = self.options.python or sys.executable
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT),
+                                                           os.environ.get("PYTHONPATH")]))}
         with job.file("train.log").open("a", encoding="utf-8") as log:
             proc = subprocess.Popen([python, "-m", "providers.local.train", str(job.root)], stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)  # a flow interrupted by ^C leaves training running
+                                    # a flow interrupted by ^C leaves training running
+                                    start_new_session=True)
         self._procs[job.job_id] = proc
         job.file("pid").write_text(str(proc.pid), encoding="utf-8")
 
@@ -238,7 +245,8 @@ class LocalProvider:
     def _infer_http(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
         name = model.model_id if model.is_tuned else self.base_path(model.model_id)
         body = {"model": name, "messages": messages, "temperature": params.temperature,
-                "max_tokens": params.max_tokens, "top_p": params.top_p, "seed": params.seed, "stop": params.stop}
+                "max_tokens": params.max_tokens, "top_p": params.top_p, "seed": params.seed,
+                "stop": params.stop}
         request = urllib.request.Request(f"{self.endpoint}/chat/completions", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         try:

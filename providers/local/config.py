@@ -70,8 +70,9 @@ class LocalOptions(_Knobs):
 
     work_dir: Path = Field(default_factory=default_work_dir,
                            description="datasets, jobs and built tiny models go here")
-    python: str | None = Field(default=None, description="interpreter for the trainer (e.g. an Unsloth venv); "
-                                                         "default: the current one")
+    python: str | None = Field(default=None,
+                               description="interpreter for the trainer (e.g. an Unsloth venv); "
+                                           "default: the current one")
     tiny_pretrain_steps: int = Field(default=300, ge=0, le=20000,
                                      description="warm-up steps when a `tiny:NAME` base model is built")
 

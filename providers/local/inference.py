@@ -20,7 +20,8 @@ class LocalGenerator:
         self.device = device
         self.max_cached = max_cached
         self._cache: dict[tuple[str, str | None], tuple[object, object]] = {}
-        self._lock = threading.Lock()  # evaluation calls from a thread pool; one generate at a time uses every core
+        # evaluation calls from a thread pool; one generate at a time uses every core
+        self._lock = threading.Lock()
 
     def _load(self, base: str, adapter: Path | None) -> tuple[object, object]:
         key = (base, str(adapter) if adapter else None)

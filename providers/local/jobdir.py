@@ -86,9 +86,10 @@ class JobDir:
 
 
 def trained_job_dir(training: dict[str, Any]) -> Path:
-    """The job directory of a pipeline run's `training` record (its manifest section) when this provider trained
-    it; ConfigError for a run on another provider."""
+    """The job directory of a pipeline run's `training` record (its manifest section) when this provider
+    trained it; ConfigError for a run on another provider."""
     if training.get("provider") != NAME:
-        raise ConfigError(f"the run trained on {training.get('provider')!r}; serve-model serves provider: {NAME} runs")
+        raise ConfigError(f"the run trained on {training.get('provider')!r}; "
+                          f"serve-model serves provider: {NAME} runs")
     work_dir = Path(training["upload"]["train_file_id"]).parents[2]  # <work_dir>/datasets/<sha>/train.jsonl
     return work_dir / "jobs" / training["job"]["job_id"]

@@ -33,8 +33,9 @@ def use_unsloth(backend: str, device: str) -> bool:
     installed = importlib.util.find_spec("unsloth") is not None
     if backend == "unsloth":
         if not installed:
-            raise ConfigError("provider.options.backend is unsloth but unsloth is not installed; it pins older "
-                              "transformers/trl, so install it in its own venv and set provider.options.python")
+            raise ConfigError("provider.options.backend is unsloth but unsloth is not installed; it pins "
+                              "older transformers/trl, so install it in its own venv and set "
+                              "provider.options.python")
         if device != "cuda":
             raise ConfigError("provider.options.backend: unsloth needs a CUDA GPU; use backend: transformers")
         return True
@@ -61,8 +62,8 @@ def load_base(path: str | Path, *, device: str, dtype_name: str = "float32", loa
         require("bitsandbytes", "load_in_4bit", "pip install 'loraflow[local,qlora]'")
         from transformers import BitsAndBytesConfig
 
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=torch.bfloat16)
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                   bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
         return AutoModelForCausalLM.from_pretrained(str(path), quantization_config=quant, device_map=device)
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
 

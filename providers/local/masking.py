@@ -44,8 +44,9 @@ def encode_chat(tokenizer, messages: list[Message], max_length: int) -> Encoded:
         start = len(_render(tokenizer, messages[:i], prompt=True)) if i else 0
         through = _render(tokenizer, messages[: i + 1])
         if ids[: len(through)] != through or start > len(through):
-            raise ConfigError("the chat template does not render conversations prefix by prefix, so assistant "
-                              "turns cannot be located; use a template that does (ChatML, Llama 3, ...)")
+            raise ConfigError("the chat template does not render conversations prefix by prefix, so "
+                              "assistant turns cannot be located; use a template that does (ChatML, "
+                              "Llama 3, ...)")
         end = len(through)
         span = through[start:end]
         if eos in span:

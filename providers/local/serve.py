@@ -34,7 +34,8 @@ class ServePlan:
         return next(r for r in LORA_RANKS if r >= self.rank)
 
     def args(self, base: str, adapter: str) -> list[str]:
-        args = ["serve", base, "--enable-lora", "--lora-modules", f"{self.name}={adapter}", "--port", str(self.port)]
+        args = ["serve", base, "--enable-lora", "--lora-modules", f"{self.name}={adapter}", "--port",
+                str(self.port)]
         return args + (["--max-lora-rank", str(self.max_lora_rank)] if self.max_lora_rank else [])
 
     def command(self) -> list[str]:
@@ -44,10 +45,12 @@ class ServePlan:
         """A compose file for the vLLM image, the base and the adapter mounted read-only."""
         base_is_dir = Path(self.base).is_dir()
         base = "/models/base" if base_is_dir else self.base
-        volumes = [f"{self.adapter}:/adapters/{self.name}:ro"] + ([f"{self.base}:/models/base:ro"] if base_is_dir else [])
+        volumes = ([f"{self.adapter}:/adapters/{self.name}:ro"]
+                   + ([f"{self.base}:/models/base:ro"] if base_is_dir else []))
         command = self.args(base, f"/adapters/{self.name}")[1:]
         lines = ["services:", "  vllm:", f"    image: {IMAGE}", f"    command: {json.dumps(command)}",
-                 f'    ports: ["{self.port}:{self.port}"]', "    volumes:", *[f'      - "{v}"' for v in volumes],
+                 f'    ports: ["{self.port}:{self.port}"]', "    volumes:",
+                 *[f'      - "{v}"' for v in volumes],
                  "    deploy:", "      resources:", "        reservations:", "          devices:",
                  "            - {driver: nvidia, count: 1, capabilities: [gpu]}", ""]
         return "\n".join(lines)
@@ -59,7 +62,8 @@ def serve_plan(job_root: Path, *, port: int = 8000, name: str | None = None) -> 
     record = job.read("job.json")
     config = JobDir(job.adapter).read("adapter_config.json") if record else None
     if record is None or config is None:
-        raise ConfigError(f"{job_root}: not a finished local job (no job.json or adapter/adapter_config.json)")
+        raise ConfigError(f"{job_root}: not a finished local job "
+                          "(no job.json or adapter/adapter_config.json)")
     return ServePlan(name=name or job.job_id, base=record["base_path"], adapter=job.adapter,
                      rank=int(config["r"]), port=port)
 

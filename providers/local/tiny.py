@@ -99,7 +99,8 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int):
 
 
 def build_tiny(out_dir: Path, corpus: Sequence[list[Message]], config: TinyConfig | None = None) -> Path:
-    """Build, optionally warm up, and save a tiny chat model to `out_dir` (written to a temp dir, then renamed)."""
+    """Build, optionally warm up, and save a tiny chat model to `out_dir` (written to a temp dir, then
+    renamed)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -135,7 +136,8 @@ def _warm_up(model, tokenizer, chats: Sequence[list[Message]], config: TinyConfi
     """Full-parameter causal-LM training on the rendered conversations, every token trained."""
     import torch
 
-    rows = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"][:config.max_positions]
+    rows = [tokenizer.apply_chat_template(c, tokenize=True,
+                                          return_dict=True)["input_ids"][:config.max_positions]
             for c in chats]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.pretrain_lr)
     rng = random.Random(config.seed)

@@ -56,7 +56,8 @@ def collate(rows: list[Encoded], pad_id: int, device: str) -> dict:
     ids = [r.input_ids + [pad_id] * (width - len(r.input_ids)) for r in rows]
     mask = [[1] * len(r.input_ids) + [0] * (width - len(r.input_ids)) for r in rows]
     labels = [r.labels + [IGNORE] * (width - len(r.labels)) for r in rows]
-    return {"input_ids": torch.tensor(ids, device=device), "attention_mask": torch.tensor(mask, device=device),
+    return {"input_ids": torch.tensor(ids, device=device),
+            "attention_mask": torch.tensor(mask, device=device),
             "labels": torch.tensor(labels, device=device)}
 
 
@@ -70,7 +71,8 @@ def build_model(cfg: TrainConfig, device: str):
     if use_unsloth(cfg.backend, device):
         from unsloth import FastLanguageModel
 
-        model, tokenizer = load_unsloth(cfg.base_model, max_length=cfg.sequence_len, load_in_4bit=cfg.load_in_4bit)
+        model, tokenizer = load_unsloth(cfg.base_model, max_length=cfg.sequence_len,
+                                        load_in_4bit=cfg.load_in_4bit)
         model = FastLanguageModel.get_peft_model(model, **lora, use_gradient_checkpointing="unsloth",
                                                  random_state=cfg.seed)
         return model, load_tokenizer(cfg.base_model) if not tokenizer.chat_template else tokenizer
@@ -101,7 +103,8 @@ class Run:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         from transformers import get_scheduler
 
-        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int((cfg.warmup_ratio or 0) * self.total_steps)
+        warmup = (cfg.warmup_steps if cfg.warmup_steps is not None
+                  else int((cfg.warmup_ratio or 0) * self.total_steps))
         self.scheduler = get_scheduler(cfg.lr_scheduler, self.optimizer, num_warmup_steps=warmup,
                                        num_training_steps=self.total_steps)
         self.step = 0
@@ -168,7 +171,8 @@ class Run:
             loss.backward()
             total += loss.detach().item()
             self.tokens += int(inputs["attention_mask"].sum())
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
+                                       self.cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -199,7 +203,8 @@ class Run:
             for i in range(0, len(rows), self.cfg.micro_batch_size):
                 chunk = rows[i:i + self.cfg.micro_batch_size]
                 n = sum(r.trained_tokens for r in chunk)
-                losses += float(self.model(**collate(chunk, self.tokenizer.pad_token_id, self.device)).loss) * n
+                losses += float(self.model(**collate(chunk, self.tokenizer.pad_token_id,
+                                                     self.device)).loss) * n
                 counts += n
         return losses / counts
 
@@ -224,7 +229,8 @@ def main(job_root: str) -> int:
         if job.cancel_requested:
             raise Cancelled
         base = Path(cfg.base_model)
-        if cfg.build_tiny_steps is None and base.is_absolute() and not base.exists():  # before importing torch
+        # before importing torch
+        if cfg.build_tiny_steps is None and base.is_absolute() and not base.exists():
             raise FileNotFoundError(f"the base model directory {base} does not exist")
         if cfg.build_tiny_steps is not None and not base.exists():
             job.write_status(state="running", message="building the tiny base model")

@@ -75,7 +75,8 @@ class OpenAIOptions(BaseModel):
     api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the API key")
     learning_rate_multiplier: float | Literal["auto"] = "auto"
     dpo_beta: float | Literal["auto"] = Field(default="auto", description="DPO only: the preference strength")
-    max_retries: int = Field(default=2, ge=0, le=10, description="SDK-level retries per request (never create)")
+    max_retries: int = Field(default=2, ge=0, le=10,
+                             description="SDK-level retries per request (never create)")
     timeout_s: float = Field(default=600, gt=0)
     file_poll_interval_s: float = Field(default=2.0, gt=0)
     file_wait_s: float = Field(default=1800, gt=0)
@@ -100,7 +101,8 @@ class OpenAIProvider:
         self.options = options or OpenAIOptions()
         self._today = today
         # OpenAI's service dates bind OpenAI: an emulator or another endpoint speaking its API only warns
-        self._enforce_dates = (client.base_url.host == VENDOR_HOST) if enforce_dates is None else enforce_dates
+        self._enforce_dates = ((client.base_url.host == VENDOR_HOST) if enforce_dates is None
+                               else enforce_dates)
 
     @classmethod
     def from_options(cls, options: dict, *, base_url: str | None = None, api_key: str | None = None
@@ -120,8 +122,8 @@ class OpenAIProvider:
                               "modules (it chooses the adapter itself); remove "
                               + ", ".join(f"training.{k}" for k in hidden))
         if spec.learning_rate is not None:
-            raise ConfigError("training.learning_rate: OpenAI takes a multiplier of its own default rate, not "
-                              "an absolute rate; set provider.options.learning_rate_multiplier instead")
+            raise ConfigError("training.learning_rate: OpenAI takes a multiplier of its own default rate, "
+                              "not an absolute rate; set provider.options.learning_rate_multiplier instead")
         facts = model_facts(NAME, spec.base_model)
         if facts is None:
             unchecked = "its hyperparameter ranges and service dates are not checked before submission"
@@ -129,8 +131,9 @@ class OpenAIProvider:
         check_training_knobs(facts, spec, "OpenAI")
         multiplier, allowed = self.options.learning_rate_multiplier, facts.learning_rate_multiplier
         if multiplier != "auto" and allowed is not None and not allowed.contains(multiplier):
-            raise ConfigError(f"provider.options.learning_rate_multiplier: OpenAI allows {allowed.describe()} "
-                              f"for {facts.model_id}, got {multiplier:g} ({facts.origin}, as of {facts.as_of})")
+            raise ConfigError("provider.options.learning_rate_multiplier: OpenAI allows "
+                              f"{allowed.describe()} for {facts.model_id}, got {multiplier:g} "
+                              f"({facts.origin}, as of {facts.as_of})")
         return _service_dates(facts, self._today(), enforce=self._enforce_dates)
 
     # -- data ------------------------------------------------------------------------------------
@@ -180,7 +183,8 @@ class OpenAIProvider:
                 # no SDK retries: a create whose answer was lost may have made a job, so look before retrying
                 job = self.client.with_options(max_retries=0).fine_tuning.jobs.create(
                     model=spec.base_model, training_file=data.train_file_id, method=method,
-                    metadata={KEY_FIELD: idempotency_key}, **{k: v for k, v in optional.items() if v is not None})
+                    metadata={KEY_FIELD: idempotency_key},
+                    **{k: v for k, v in optional.items() if v is not None})
             return JobRef(provider=NAME, job_id=job.id, idempotency_key=idempotency_key)
 
         return created_or_found(create, lambda: self.find_job(idempotency_key))
@@ -288,7 +292,8 @@ def _response_format(params: Decoding) -> dict[str, Any] | None:
     """Structured outputs: the answer must validate against the schema (strict mode)."""
     if params.json_schema is None:
         return None
-    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True}}
+    return {"type": "json_schema",
+            "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True}}
 
 
 def _numbers(data: dict[str, Any]) -> dict[str, float]:
@@ -316,5 +321,6 @@ def _service_dates(facts: ModelFacts, today: date, *, enforce: bool) -> list[str
                         f"({(facts.last_new_job - today).days} days from now)")
     if facts.retires is not None:
         warnings.append(f"{facts.model_id} and its fine-tunes shut down on {facts.retires} "
-                        f"({(facts.retires - today).days} days from now): the tuned model stops answering then")
+                        f"({(facts.retires - today).days} days from now): "
+                        "the tuned model stops answering then")
     return warnings

@@ -39,30 +39,34 @@ def volume_findings(train: int, evaluation: int, recipe: str | None, target: Tra
     found = []
     if train < target.min_examples:
         found.append(Finding("too_few_examples", Severity.ERROR,
-                             f"{target.name} needs at least {target.min_examples} training examples; {train} remain"))
+                             f"{target.name} needs at least {target.min_examples} training examples; "
+                             f"{train} remain"))
     if train < 500:
         found.append(Finding("volume", Severity.WARNING,
-                             f"{train:,} training examples: below 500, LoRA rarely changes behaviour reliably; plan "
-                             "500-1,000 for a narrow task (a format, a tone), 1,000-5,000 for a moderate one"))
+                             f"{train:,} training examples: below 500, LoRA rarely changes behaviour "
+                             "reliably; plan 500-1,000 for a narrow task (a format, a tone), "
+                             "1,000-5,000 for a moderate one"))
     elif train < 1000:
         found.append(Finding("volume", Severity.INFO,
-                             f"{train:,} training examples: enough for a narrow task such as a fixed format or tone; "
-                             "a moderate task wants 1,000-5,000, general behaviour 5,000+"))
+                             f"{train:,} training examples: enough for a narrow task such as a fixed format "
+                             "or tone; a moderate task wants 1,000-5,000, general behaviour 5,000+"))
     elif train < 5000:
         found.append(Finding("volume", Severity.INFO, f"{train:,} training examples: suits a moderate task; "
                                                       "general behaviour changes want 5,000+"))
     else:
-        found.append(Finding("volume", Severity.INFO, f"{train:,} training examples: enough for general behaviour"))
+        found.append(Finding("volume", Severity.INFO,
+                             f"{train:,} training examples: enough for general behaviour"))
     if target.recommended_examples and train < target.recommended_examples:
         found.append(Finding("volume", Severity.WARNING, f"{target.name} recommends at least "
                                                          f"{target.recommended_examples} training examples"))
     if recipe and train < RECIPE_MINIMUM[recipe]:
         found.append(Finding("recipe", Severity.WARNING, f"the {recipe} recipe usually needs "
-                                                         f"{RECIPE_MINIMUM[recipe]:,}+ examples; {train:,} remain"))
+                                                         f"{RECIPE_MINIMUM[recipe]:,}+ examples; "
+                                                         f"{train:,} remain"))
     if target.max_eval_examples is not None and evaluation > target.max_eval_examples:
         found.append(Finding("too_many_eval_examples", Severity.ERROR,
-                             f"{target.name} accepts at most {target.max_eval_examples:,} eval examples; there are "
-                             f"{evaluation:,} (lower data.eval_fraction)"))
+                             f"{target.name} accepts at most {target.max_eval_examples:,} eval examples; "
+                             f"there are {evaluation:,} (lower data.eval_fraction)"))
     return found
 
 
@@ -72,16 +76,17 @@ def refusal_findings(refusals: int, total: int, recipe: str | None) -> list[Find
         found = []
         if share < _SAFETY_MIN_REFUSALS:
             found.append(Finding("recipe", Severity.WARNING,
-                                 f"the safety recipe needs refusal examples: {refusals:,} of {total:,} answers "
-                                 f"({share:.0%}) decline; add cases the model must refuse"))
+                                 f"the safety recipe needs refusal examples: {refusals:,} of {total:,} "
+                                 f"answers ({share:.0%}) decline; add cases the model must refuse"))
         if 1 - share < _SAFETY_MIN_NORMAL:
             found.append(Finding("recipe", Severity.WARNING,
                                  f"only {1 - share:.0%} of answers are normal help; keep at least "
                                  f"{_SAFETY_MIN_NORMAL:.0%} so the model does not learn to over-refuse"))
         return found
     if share > _OVER_REFUSAL:
-        return [Finding("recipe", Severity.WARNING, f"{share:.0%} of answers are refusals; the tuned model may "
-                                                    "over-refuse (set data.recipe: safety if that is the aim)")]
+        return [Finding("recipe", Severity.WARNING,
+                        f"{share:.0%} of answers are refusals; the tuned model may over-refuse (set "
+                        "data.recipe: safety if that is the aim)")]
     return []
 
 

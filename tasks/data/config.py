@@ -16,8 +16,8 @@ class _Section(BaseModel):
 
 class PiiConfig(_Section):
     policy: Literal["scrub", "reject", "report"] = Field(
-        default="scrub", description="scrub: replace with typed placeholders such as <EMAIL>; reject: every line "
-                                     "with PII is an error; report: warn and keep the text")
+        default="scrub", description="scrub: replace with typed placeholders such as <EMAIL>; reject: "
+                                     "every line with PII is an error; report: warn and keep the text")
     types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description="which kinds to look for")
 
     @field_validator("types")
@@ -30,32 +30,36 @@ class PiiConfig(_Section):
 
 
 class DedupeConfig(_Section):
-    exact: Literal["remove", "report"] = Field(default="remove", description="after normalising case and spaces")
+    exact: Literal["remove", "report"] = Field(default="remove",
+                                               description="after normalising case and spaces")
     near: Literal["remove", "report", "off"] = "remove"
-    threshold: float = Field(default=0.8, ge=0.5, le=1.0, description="estimated Jaccard similarity of 5-byte "
-                                                                         "shingles above which two examples are "
-                                                                         "near-duplicates")
+    threshold: float = Field(default=0.8, ge=0.5, le=1.0,
+                             description="estimated Jaccard similarity of 5-byte shingles above which two "
+                                         "examples are near-duplicates")
     leakage: Literal["remove", "report"] = Field(default="remove", description="training examples that near-"
                                                                                  "duplicate an eval example")
 
 
 class DataConfig(_Section):
     path: Path = Field(description="chat JSONL in the OpenAI shape, relative to the pipeline file")
-    eval_path: Path | None = Field(default=None, description="your own eval set (chat JSONL); when set, every "
-                                                             "input example trains and the split is skipped")
+    eval_path: Path | None = Field(default=None,
+                                   description="your own eval set (chat JSONL); when set, every input "
+                                               "example trains and the split is skipped")
     eval_fraction: float = Field(default=0.1, gt=0, lt=1)
     split_salt: str = Field(default="loraflow", description="changing it reshuffles the split")
-    stratify_by: str | None = Field(default=None, description="a key of each example's `metadata` object; every "
-                                                              "value gets its share of the eval split")
+    stratify_by: str | None = Field(default=None,
+                                    description="a key of each example's `metadata` object; every value "
+                                                "gets its share of the eval split")
     min_train_examples: int = Field(default=10, ge=1)
     recipe: Literal["narrow", "moderate", "general", "safety"] | None = Field(
-        default=None, description="what the fine-tune is for; sets the volume expectation (safety also checks "
-                                  "refusal and normal examples)")
+        default=None, description="what the fine-tune is for; sets the volume expectation (safety also "
+                                  "checks refusal and normal examples)")
     pii: PiiConfig = Field(default_factory=PiiConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     severity: dict[str, Literal["error", "warning", "off"]] = Field(
-        default_factory=dict, description="override the severity of a diagnostic code, whatever the target; an "
-                                          "example with a contract problem is skipped when its code is not an error")
+        default_factory=dict, description="override the severity of a diagnostic code, whatever the target; "
+                                          "an example with a contract problem is skipped when its code is "
+                                          "not an error")
 
     @field_validator("severity")
     @classmethod
@@ -65,11 +69,13 @@ class DataConfig(_Section):
         codes = known_codes()
         for code in severity:
             if code not in codes:
-                raise ValueError(f"unknown diagnostic code {code!r}; allowed values: {', '.join(sorted(codes))}")
+                raise ValueError(f"unknown diagnostic code {code!r}; allowed values: "
+                                 f"{', '.join(sorted(codes))}")
         return severity
 
     def resolved(self, base: Path) -> DataConfig:
-        """The same section with `path` and `eval_path` made absolute against `base` (the pipeline's folder)."""
+        """The same section with `path` and `eval_path` made absolute against `base` (the pipeline's
+        folder)."""
         update = {"path": (base / self.path).resolve()}
         if self.eval_path is not None:
             update["eval_path"] = (base / self.eval_path).resolve()

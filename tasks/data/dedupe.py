@@ -87,7 +87,8 @@ def _shingle_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _bin_minima(hashes: np.ndarray, owner: np.ndarray, count: int) -> np.ndarray:
     """Per text and bin (the hash's top 6 bits), the smallest low 32 bits; empty bins hold 0xFFFFFFFF."""
-    keys = (owner.astype(np.uint64) << _U64(38)) | ((hashes >> _U64(58)) << _U64(32)) | (hashes & _U64(0xFFFFFFFF))
+    keys = ((owner.astype(np.uint64) << _U64(38)) | ((hashes >> _U64(58)) << _U64(32))
+            | (hashes & _U64(0xFFFFFFFF)))
     keys.sort()
     group = keys >> _U64(32)
     first = np.empty(keys.size, dtype=bool)
@@ -111,7 +112,8 @@ def _densify(table: np.ndarray) -> np.ndarray:
         rows, cols = np.nonzero(empty)
         source = nearest[rows, cols]
         distance = (source - cols).astype(np.uint32)
-        table[rows, cols] = doubled[rows, np.minimum(source, 2 * NUM_BINS - 1)] + distance * np.uint32(0x9E3779B1)
+        table[rows, cols] = (doubled[rows, np.minimum(source, 2 * NUM_BINS - 1)]
+                             + distance * np.uint32(0x9E3779B1))
     return (table & np.uint32(0xFFFF)).astype(np.uint16)
 
 

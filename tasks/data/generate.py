@@ -88,7 +88,8 @@ def _messages(row: dict[str, Any], where: str, system: str | None) -> list[Messa
     else:
         raise ConfigError(f"{where}: expected a 'prompt' string or a non-empty 'messages' list")
     if not messages or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
-        raise ConfigError(f"{where}: 'messages' must hold message objects with a role, ending before the answer")
+        raise ConfigError(f"{where}: 'messages' must hold message objects with a role, "
+                          "ending before the answer")
     if system and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system})
     return messages

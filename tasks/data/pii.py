@@ -34,7 +34,8 @@ _CANDIDATES = _engine.compile("|".join([  # noqa: FLY002
     r"(?P<github>\bgh[pousr]_[A-Za-z0-9]{36,255}\b|\bgithub_pat_[A-Za-z0-9_]{22,255}\b)",
     r"(?P<slack>\bxox[abposr]-[A-Za-z0-9-]{10,})",
     r"(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)",
-    r"(?P<email>[A-Za-z0-9][A-Za-z0-9._%+'-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b)",
+    (r"(?P<email>[A-Za-z0-9][A-Za-z0-9._%+'-]*"
+     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b)"),
     r"(?P<iban>\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b)",
     r"(?P<ipv6>(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})",
     r"(?P<number>[+(]?\d[\d ().-]{5,24}\d)",
@@ -42,9 +43,9 @@ _CANDIDATES = _engine.compile("|".join([  # noqa: FLY002
 # the same alternatives without groups: a plain scan (DFA) answers "anything here?" fastest
 _ANY = _engine.compile(re.sub(r"\(\?P<\w+>", "(?:", _CANDIDATES.pattern))
 _ANY_BYTES = _engine.compile(_ANY.pattern.encode())
-_GROUP_TYPE = {"key": "PRIVATE_KEY", "anthropic": "ANTHROPIC_KEY", "openai": "OPENAI_KEY", "aws": "AWS_ACCESS_KEY",
-               "github": "GITHUB_TOKEN", "slack": "SLACK_TOKEN", "jwt": "JWT", "email": "EMAIL", "iban": "IBAN",
-               "ipv6": "IP_ADDRESS"}
+_GROUP_TYPE = {"key": "PRIVATE_KEY", "anthropic": "ANTHROPIC_KEY", "openai": "OPENAI_KEY",
+               "aws": "AWS_ACCESS_KEY", "github": "GITHUB_TOKEN", "slack": "SLACK_TOKEN", "jwt": "JWT",
+               "email": "EMAIL", "iban": "IBAN", "ipv6": "IP_ADDRESS"}
 _KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 _SSN = re.compile(r"(\d{3})([- ])(\d{2})\2(\d{4})")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
@@ -98,7 +99,8 @@ def _confirm(group: str, text: str, start: int, end: int) -> PiiMatch | None:
     if group == "number":
         following, next_after = text[end:end + 1], text[end + 1:end + 2]
         # part of a longer token (an id, a version, a negative number) is not a number on its own
-        if before.isalnum() or before in ("_", ".", "+", "-") or following.isalnum() or following in ("_", "-"):
+        if (before.isalnum() or before in ("_", ".", "+", "-")
+                or following.isalnum() or following in ("_", "-")):
             return None
         if following == "." and next_after.isdigit():
             return None

@@ -31,7 +31,8 @@ def build_report(analysis: Analysis, input_sha256: str) -> dict[str, Any]:
                    "tokenizer": analysis.counter.name, "tokenizer_exact": analysis.counter.exact,
                    "context_tokens": target.context_tokens, "epochs": target.epochs},
         "counts": {"lines": analysis.scan.reader.lines, "usable": len(columns),
-                   "removed": _removed(analysis), "train": analysis.count(TRAIN), "eval": analysis.eval_examples,
+                   "removed": _removed(analysis), "train": analysis.count(TRAIN),
+                   "eval": analysis.eval_examples,
                    "eval_file": str(config.eval_path) if config.eval_path else None},
         "tokens": {"train": train_tokens, "eval": int(kept_tokens.sum()) - train_tokens,
                    "distribution": distribution(kept_tokens),
@@ -46,7 +47,8 @@ def build_report(analysis: Analysis, input_sha256: str) -> dict[str, Any]:
         "leakage": _leakage(analysis, lines),
         "split": _split(analysis),
         "diversity": analysis.diversity,
-        "checks": [{"code": f.code, "severity": str(f.severity), "message": f.message} for f in analysis.findings],
+        "checks": [{"code": f.code, "severity": str(f.severity), "message": f.message}
+                   for f in analysis.findings],
         "diagnostics": {"errors": diagnostics.errors, "warnings": diagnostics.count("warning"),
                         "by_code": diagnostics.summary(),
                         "kept": [d.as_json() for d in diagnostics.kept if d.line is not None]},
@@ -56,8 +58,10 @@ def build_report(analysis: Analysis, input_sha256: str) -> dict[str, Any]:
 def _removed(analysis: Analysis) -> dict[str, int]:
     policy = analysis.config.dedupe
     leaked = {train for train, _ in analysis.leaks}
-    return {"exact_duplicates": sum(g.size - 1 for g in analysis.exact_groups) if policy.exact == "remove" else 0,
-            "near_duplicates": sum(g.size - 1 for g in analysis.near_groups) if policy.near == "remove" else 0,
+    return {"exact_duplicates": (sum(g.size - 1 for g in analysis.exact_groups)
+                                 if policy.exact == "remove" else 0),
+            "near_duplicates": (sum(g.size - 1 for g in analysis.near_groups)
+                                if policy.near == "remove" else 0),
             "leaked": len(leaked) if policy.leakage == "remove" else 0}
 
 
@@ -69,7 +73,8 @@ def _clusters(groups: list[np.ndarray], lines: np.ndarray) -> dict[str, Any]:
 
 def _leakage(analysis: Analysis, lines: np.ndarray) -> dict[str, Any]:
     rows = len(lines)
-    eval_lines = analysis.eval_scan.columns.numpy("line") if analysis.eval_scan else np.empty(0, dtype=np.int64)
+    eval_lines = (analysis.eval_scan.columns.numpy("line") if analysis.eval_scan
+                  else np.empty(0, dtype=np.int64))
     shown = [{"train_line": int(lines[train]),
               "eval_line": int(lines[other]) if other < rows else int(eval_lines[other - rows]),
               "in_eval_file": bool(other >= rows)} for train, other in analysis.leaks[:CLUSTERS_SHOWN]]
@@ -84,29 +89,34 @@ def _split(analysis: Analysis) -> dict[str, Any]:
                              if config.eval_path else None}
     if config.stratify_by:
         strata = analysis.scan.columns.numpy("stratum")
-        split["strata"] = {name: {"train": int(np.count_nonzero((strata == index) & (analysis.destination == TRAIN))),
-                                  "eval": int(np.count_nonzero((strata == index) & (analysis.destination == EVAL)))}
-                           for name, index in analysis.scan.strata.items()}
+        split["strata"] = {
+            name: {"train": int(np.count_nonzero((strata == index) & (analysis.destination == TRAIN))),
+                   "eval": int(np.count_nonzero((strata == index) & (analysis.destination == EVAL)))}
+            for name, index in analysis.scan.strata.items()}
     return split
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     """One screen: status, counts, tokens, PII, duplicates, leakage, checks, then the diagnostics."""
-    target, counts, tokens, removed = report["target"], report["counts"], report["tokens"], report["counts"]["removed"]
+    target, counts, tokens, removed = (report["target"], report["counts"], report["tokens"],
+                                       report["counts"]["removed"])
     diagnostics = report["diagnostics"]
     status = (f"**blocked**: {_count(diagnostics['errors'], 'error')}" if report["status"] == "blocked"
               else "**ready**") + f", {_count(diagnostics['warnings'], 'warning')}"
     distribution = tokens["distribution"]
-    billable = (f"{tokens['train']:,} train tokens x {tokens['epochs']} epochs = **{tokens['billable']:,} billable**"
-                if tokens["billable"] is not None else f"{tokens['train']:,} train tokens per epoch (epochs: provider's "
-                                                         "default)")
+    billable = (f"{tokens['train']:,} train tokens x {tokens['epochs']} epochs = "
+                f"**{tokens['billable']:,} billable**"
+                if tokens["billable"] is not None
+                else f"{tokens['train']:,} train tokens per epoch (epochs: provider's default)")
     lines = [
         f"# Data report: {report['input'].rsplit('/', 1)[-1]}", "",
-        f"{status} · target {target['provider']} `{target['model'] or 'no model given'}` ({target['format']})", "",
+        (f"{status} · target {target['provider']} `{target['model'] or 'no model given'}` "
+         f"({target['format']})"), "",
         "| lines | usable | exact dup. removed | near dup. removed | leaked removed | train | eval |",
         "|---:|---:|---:|---:|---:|---:|---:|",
         (f"| {counts['lines']:,} | {counts['usable']:,} | {removed['exact_duplicates']:,} | "
-         f"{removed['near_duplicates']:,} | {removed['leaked']:,} | {counts['train']:,} | {counts['eval']:,} |"), "",
+         f"{removed['near_duplicates']:,} | {removed['leaked']:,} | {counts['train']:,} | "
+         f"{counts['eval']:,} |"), "",
         (f"**Tokens** ({target['tokenizer']}{'' if target['tokenizer_exact'] else ', estimated'}): "
          f"min {distribution['min']:,} · median {distribution['median']:,} · p95 {distribution['p95']:,} · "
          f"max {distribution['max']:,} · over the {_limit(target)} limit: {tokens['over_limit']:,}  "),
@@ -141,7 +151,8 @@ def _duplicates_line(duplicates: dict[str, Any]) -> str:
     parts = []
     for kind in ("exact", "near"):
         found = duplicates[kind]
-        shown = "; ".join(f"{c['size']}x lines {', '.join(map(str, c['lines'][:4]))}" for c in found["largest"][:3])
+        shown = "; ".join(f"{c['size']}x lines {', '.join(map(str, c['lines'][:4]))}"
+                          for c in found["largest"][:3])
         parts.append(f"{kind} {found['clusters']:,} clusters ({found['examples']:,} examples)"
                      + (f": {shown}" if shown else ""))
     return f"**Duplicates** (near: Jaccard >= {duplicates['threshold']}): " + " · ".join(parts) + "  "
@@ -150,7 +161,8 @@ def _duplicates_line(duplicates: dict[str, Any]) -> str:
 def _leakage_line(leakage: dict[str, Any]) -> str:
     if not leakage["pairs"]:
         return "**Leakage** train/eval: none  "
-    shown = ", ".join(f"train {p['train_line']} ~ {'eval file' if p['in_eval_file'] else 'eval'} {p['eval_line']}"
+    shown = ", ".join(f"train {p['train_line']} ~ {'eval file' if p['in_eval_file'] else 'eval'} "
+                      f"{p['eval_line']}"
                       for p in leakage["shown"][:4])
     return (f"**Leakage** train/eval: {leakage['train_examples']:,} training examples ({leakage['policy']}): "
             f"{shown}  ")

@@ -69,7 +69,8 @@ class Diagnostic:
 
     def as_json(self) -> dict[str, Any]:
         """The CLI's JSON shape; `file` appears only for a file other than the input (the eval set)."""
-        shape = {"line": self.line, "code": self.code, "severity": str(self.severity), "message": self.message}
+        shape = {"line": self.line, "code": self.code, "severity": str(self.severity),
+                 "message": self.message}
         if self.file is not None:
             shape["file"] = self.file
         return shape
@@ -95,7 +96,8 @@ class Diagnostics:
         other.kept, other.counts, other._kept_by, other.file = self.kept, self.counts, self._kept_by, path
         return other
 
-    def add(self, line: int | None, code: str, message: str, severity: Severity | None = None) -> Diagnostic | None:
+    def add(self, line: int | None, code: str, message: str,
+            severity: Severity | None = None) -> Diagnostic | None:
         """Record a finding; returns it, or None when the user turned the code off."""
         chosen = self.overrides.get(code)
         if chosen == "off":

@@ -79,7 +79,8 @@ class FileScan:
     def __init__(self, path: Path, target: DataTarget, counter: TokenCounter, diagnostics: Diagnostics,
                  store: SignatureStore, *, pii: PiiConfig, stratify_by: str | None = None,
                  strata: dict[str, int] | None = None) -> None:
-        self.path, self.target, self.counter, self.diagnostics, self.store = path, target, counter, diagnostics, store
+        self.path, self.target, self.counter = path, target, counter
+        self.diagnostics, self.store = diagnostics, store
         self.format, self.context = target.format, target.context_tokens
         self.pii, self.scanner = pii, PiiScanner(pii.types)
         self.stratify_by, self.strata = stratify_by, strata if strata is not None else {}
@@ -136,8 +137,8 @@ class FileScan:
         columns = self.columns
         columns.line.append(number)
         columns.key.append(key)
-        columns.system.append(((hash(messages[0]["content"]) & 0xFFFFFFFF) or 1) if messages[0]["role"] == "system"
-                              else 0)
+        columns.system.append(((hash(messages[0]["content"]) & 0xFFFFFFFF) or 1)
+                              if messages[0]["role"] == "system" else 0)
         columns.refusal.append(is_refusal(messages[-1].get("content") or ""))
         columns.stratum.append(self._stratum(metadata or {}))
         self._batch.append(example)
@@ -168,10 +169,12 @@ class FileScan:
         self.tally.add(number, found)
         kinds = ", ".join(f"{kind} x{n}" for kind, n in sorted(found.items()))
         if self.pii.policy == "reject":
-            rejected = self.diagnostics.add(number, "pii_rejected", f"contains {kinds}; data.pii.policy is reject")
+            rejected = self.diagnostics.add(number, "pii_rejected",
+                                            f"contains {kinds}; data.pii.policy is reject")
             return rejected is None, False
         if self.pii.policy == "report":
-            self.diagnostics.add(number, "pii_found", f"contains {kinds}; kept as is (data.pii.policy is report)")
+            self.diagnostics.add(number, "pii_found",
+                                 f"contains {kinds}; kept as is (data.pii.policy is report)")
         return True, scrub
 
     def _scan_field(self, holder: dict[str, Any], key: str, scrub: bool) -> list[str]:

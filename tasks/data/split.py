@@ -31,7 +31,8 @@ def split_positions(keys: np.ndarray, salt: str) -> np.ndarray:
     return (mix64(keys ^ salted) >> np.uint64(11)).astype(np.float64) / 2.0**53
 
 
-def eval_mask(keys: np.ndarray, *, salt: str, fraction: float, strata: np.ndarray | None = None) -> np.ndarray:
+def eval_mask(keys: np.ndarray, *, salt: str, fraction: float,
+              strata: np.ndarray | None = None) -> np.ndarray:
     """True for the examples that go to eval."""
     position = split_positions(keys, salt)
     if strata is None:

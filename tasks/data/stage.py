@@ -94,8 +94,8 @@ class _StagingFile:
 
     def __init__(self, directory: Path, name: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{name}.", suffix=".staged",  # noqa: SIM115
-                                                  delete=False)
+        self.handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{name}.",  # noqa: SIM115
+                                                  suffix=".staged", delete=False)
         self.path = Path(self.handle.name)
 
     def close(self) -> None:

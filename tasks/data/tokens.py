@@ -94,7 +94,8 @@ def token_counter(provider: str, model: str, fallback: str) -> TokenCounter:
         return counter_for(facts.tokenizer)
     counter = counter_for(fallback)
     missing = f"the catalog does not list {provider} model {model!r}" if model else "no model given"
-    return counter.with_note(f"{missing}; counting with {counter.name}" + ("" if counter.exact else " (an estimate)"))
+    return counter.with_note(f"{missing}; counting with {counter.name}"
+                             + ("" if counter.exact else " (an estimate)"))
 
 
 def counter_for(spec: str) -> TokenCounter:
@@ -104,7 +105,8 @@ def counter_for(spec: str) -> TokenCounter:
     if spec.startswith("hf:"):
         return _hugging_face(spec.removeprefix("hf:"))
     if not _bpe_available(spec):
-        return _ratio(4.0, f"neither tiktoken nor bpe-openai provides {spec!r} here; estimating 4 characters a token")
+        return _ratio(4.0, f"neither tiktoken nor bpe-openai provides {spec!r} here; "
+                           "estimating 4 characters a token")
     return TokenCounter(spec, True, lambda: _bpe(spec))
 
 
@@ -139,7 +141,8 @@ def _bpe(name: str) -> Callable[[str], int]:
 
 
 def _seed_tiktoken_cache(name: str) -> bool:
-    """Put OpenAI's encoding file where tiktoken looks for it, from the bpe-openai wheel; False if unavailable."""
+    """Put OpenAI's encoding file where tiktoken looks for it, from the bpe-openai wheel; False if
+    unavailable."""
     url = _TIKTOKEN_URLS.get(name)
     if url is None:
         return False
@@ -164,8 +167,8 @@ def _hugging_face(repo: str) -> TokenCounter:
         from huggingface_hub import try_to_load_from_cache
         from tokenizers import Tokenizer
     except ImportError:
-        return _ratio(4.0, f"`tokenizers` is not installed, so {repo} cannot be loaded; estimating 4 characters "
-                           "a token")
+        return _ratio(4.0, f"`tokenizers` is not installed, so {repo} cannot be loaded; "
+                           "estimating 4 characters a token")
     path = try_to_load_from_cache(repo, "tokenizer.json", cache_dir=os.environ.get("HF_HUB_CACHE"))
     if not isinstance(path, str):
         return _ratio(4.0, f"{repo} is not in the local Hugging Face cache (loraflow never downloads it); "

@@ -42,13 +42,15 @@ class ChatReader:
                     continue
                 checked = check_example(number, example, self.diagnostics)
                 if checked.usable:
-                    yield number, example, None if checked.changed or number == 1 and raw.startswith(_BOM) else raw
+                    yield number, example, (None if checked.changed or number == 1 and raw.startswith(_BOM)
+                                            else raw)
         if self.lines == 0:
             self.diagnostics.add(1, "empty_file", "the file has no lines")
 
     def _parse(self, number: int, raw: bytes) -> dict[str, Any] | None:
         if number == 1 and raw.startswith(_BOM):
-            self.diagnostics.add(1, "bom", "the file starts with a UTF-8 byte-order mark; save it without one")
+            self.diagnostics.add(1, "bom", "the file starts with a UTF-8 byte-order mark; "
+                                           "save it without one")
             raw = raw[len(_BOM):]
         try:
             value = json.loads(raw.decode("utf-8"))
@@ -126,7 +128,8 @@ def _check_message(index: int, message: dict[str, Any], open_calls: set[str], re
         return
     if role == "system" and index != 0:
         report("system_not_first", f"messages[{index}]: a system message may only come first")
-    if "weight" in message and (type(message["weight"]) not in (int, float) or message["weight"] not in (0, 1)):
+    if "weight" in message and (type(message["weight"]) not in (int, float)
+                                or message["weight"] not in (0, 1)):
         report("bad_weight", f"messages[{index}].weight is {message['weight']!r}; allowed values: 0, 1")
     if role == "assistant" and "tool_calls" in message:
         _check_tool_calls(index, message["tool_calls"], open_calls, report)
@@ -135,8 +138,8 @@ def _check_message(index: int, message: dict[str, Any], open_calls: set[str], re
     elif role == "tool":
         call_id = message.get("tool_call_id")
         if call_id not in open_calls:
-            report("tool_unmatched", f"messages[{index}]: tool result {call_id!r} answers no earlier assistant "
-                                     "tool call")
+            report("tool_unmatched", f"messages[{index}]: tool result {call_id!r} answers no earlier "
+                                     "assistant tool call")
         open_calls.discard(call_id)
     content = message.get("content")
     if type(content) is not str or not content or content.isspace():
@@ -148,7 +151,8 @@ def _content_problem(index: int, content: Any, report: ExampleCheck) -> None:
     if isinstance(content, str):
         report("empty_content", f"{where}.content is empty")
     elif isinstance(content, list):
-        report("content_parts", f"{where}.content is a list of parts; loraflow trains on plain text, use a string")
+        report("content_parts", f"{where}.content is a list of parts; loraflow trains on plain text, "
+                                "use a string")
     else:
         report("non_string_content", f"{where}.content must be a string, got {type(content).__name__}")
 
@@ -161,8 +165,10 @@ def _check_tool_calls(index: int, calls: Any, open_calls: set[str], report: Exam
     for position, call in enumerate(calls):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(call.get("id"), str) or not function.get("name"):
-            report("bad_tool_call", f"{where}.tool_calls[{position}] needs an 'id' and a 'function' with a 'name'")
+            report("bad_tool_call", f"{where}.tool_calls[{position}] needs an 'id' and a 'function' "
+                                    "with a 'name'")
             continue
         if not isinstance(function.get("arguments", "{}"), str):
-            report("bad_tool_call", f"{where}.tool_calls[{position}].function.arguments must be a JSON string")
+            report("bad_tool_call", f"{where}.tool_calls[{position}].function.arguments must be "
+                                    "a JSON string")
         open_calls.add(call["id"])

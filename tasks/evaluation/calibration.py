@@ -62,7 +62,8 @@ class Calibration:
 def load_labels(path: Path, grader: str) -> list[_Labelled]:
     """The labelled examples for `grader`; DataError lists every bad line with file:line."""
     if grader not in _ALLOWED:
-        raise ConfigError(f"grader {grader!r} has no judge to calibrate; allowed graders: {', '.join(_ALLOWED)}")
+        raise ConfigError(f"grader {grader!r} has no judge to calibrate; allowed graders: "
+                          f"{', '.join(_ALLOWED)}")
     allowed, examples, problems = _ALLOWED[grader], [], []
     pairwise = grader == "llm_pairwise"
     try:
@@ -111,10 +112,12 @@ def calibrate(grader: Grader | PairGrader, examples: list[_Labelled]) -> Calibra
         if verdict is None:
             unscored += 1
             continue
-        human.append(_PAIR_LABELS.get(example.label, example.label) if grader.kind == "pairwise" else example.label)
+        human.append(_PAIR_LABELS.get(example.label, example.label) if grader.kind == "pairwise"
+                     else example.label)
         judged.append(verdict)
     if len(human) < 2:
-        raise ConfigError(f"the judge scored {len(human)} of {len(examples)} examples; kappa needs at least 2")
+        raise ConfigError(f"the judge scored {len(human)} of {len(examples)} examples; "
+                          "kappa needs at least 2")
     try:
         kappa = cohen_kappa(human, judged)
     except ValueError as exc:
@@ -131,9 +134,10 @@ def calibrate(grader: Grader | PairGrader, examples: list[_Labelled]) -> Calibra
 
 
 def store_calibration(store: EvalStore, result: Calibration, labels: Path) -> None:
-    store.record_calibration(grader=result.grader, grader_version=result.version, judge_model=result.judge_model,
-                             prompt_sha256=result.prompt_sha256, kappa=result.kappa, agreement=result.agreement,
-                             n=result.n, labels_sha256=hashlib.sha256(labels.read_bytes()).hexdigest())
+    store.record_calibration(grader=result.grader, grader_version=result.version,
+                             judge_model=result.judge_model, prompt_sha256=result.prompt_sha256,
+                             kappa=result.kappa, agreement=result.agreement, n=result.n,
+                             labels_sha256=hashlib.sha256(labels.read_bytes()).hexdigest())
 
 
 def describe(kappa: float) -> str:

@@ -73,7 +73,8 @@ class ModelCaller:
                 self.failures += 1
             raise
         if self.store is not None:
-            self.store.save_output(key, f"{self.target}:{model.model_id}", messages, decoding, sample, completion)
+            self.store.save_output(key, f"{self.target}:{model.model_id}", messages, decoding, sample,
+                                   completion)
         return completion
 
     def _cached(self, key: str) -> Completion | None:

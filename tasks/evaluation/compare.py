@@ -94,7 +94,8 @@ class _Side:
     result: ItemResult
 
 
-def _sides(results: list[ItemResult], suite: str, grader: str) -> tuple[dict[str, dict[str, list[_Side]]], int]:
+def _sides(results: list[ItemResult], suite: str, grader: str
+           ) -> tuple[dict[str, dict[str, list[_Side]]], int]:
     """item -> role -> graded samples; and how many items had an infra error somewhere."""
     by_item: dict[str, dict[str, list[_Side]]] = defaultdict(lambda: defaultdict(list))
     broken: set[str] = set()
@@ -140,11 +141,12 @@ def compare(evaluation: Evaluation, suite: SuiteSummary, grader: str, thresholds
            if info.kind == "binary" else
            mde_continuous(paired.n, paired.spread, alpha=thresholds.alpha, power=thresholds.power))
     return Comparison(suite=suite.name, role=suite.role, grader=grader, grader_name=info.name, kind=info.kind,
-                      test=paired.test, n=paired.n, base_passed=base_passed, candidate_passed=candidate_passed,
-                      improved=paired.improved, regressed=paired.regressed, base_value=paired.base_value,
-                      candidate_value=paired.candidate_value, delta=paired.delta, ci_low=paired.ci_low,
-                      ci_high=paired.ci_high, p_value=paired.p_value, mde=mde, excluded=excluded,
-                      primary=grader == suite.primary, format=info.format, slice=slice_value)
+                      test=paired.test, n=paired.n, base_passed=base_passed,
+                      candidate_passed=candidate_passed, improved=paired.improved, regressed=paired.regressed,
+                      base_value=paired.base_value, candidate_value=paired.candidate_value,
+                      delta=paired.delta, ci_low=paired.ci_low, ci_high=paired.ci_high,
+                      p_value=paired.p_value, mde=mde, excluded=excluded, primary=grader == suite.primary,
+                      format=info.format, slice=slice_value)
 
 
 def compare_all(evaluation: Evaluation, thresholds: Thresholds) -> list[Comparison]:
@@ -152,7 +154,8 @@ def compare_all(evaluation: Evaluation, thresholds: Thresholds) -> list[Comparis
     get Holm-adjusted p-values."""
     rows = [compare(evaluation, s, g, thresholds) for s in evaluation.suites for g in s.graders]
     first_target = next(s.name for s in evaluation.suites if s.role == "target")
-    secondary = [i for i, c in enumerate(rows) if c.role == "target" and not (c.primary and c.suite == first_target)]
+    secondary = [i for i, c in enumerate(rows)
+                 if c.role == "target" and not (c.primary and c.suite == first_target)]
     for i, adjusted in zip(secondary, holm([rows[i].p_value for i in secondary]), strict=True):
         rows[i] = rows[i].model_copy(update={"adjusted_p": adjusted})
     for suite in (s for s in evaluation.suites if s.slice_by):

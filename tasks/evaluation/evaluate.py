@@ -1,8 +1,9 @@
 """The evaluation step: run every suite on base and candidate, keep every output in the run directory.
 
 `evaluate_and_record` is the plain function (the `loraflow eval` command calls it); `evaluate_models` is the
-task the finetune flow calls, the same step with milestones in the run log. What comes back, an `Evaluation`, is everything the gate needs: per-item
-results, what each grader is (versions, judge, human agreement), and what the run paid for.
+task the finetune flow calls, the same step with milestones in the run log. What comes back, an `Evaluation`,
+is everything the gate needs: per-item results, what each grader is (versions, judge, human agreement), and
+what the run paid for.
 """
 
 from __future__ import annotations
@@ -85,13 +86,15 @@ def _usage(prefix: str, caller: ModelCaller) -> dict[str, int]:
 
 
 def run_evaluation(model: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig, *, target: str,
-                   heldout: Path | None = None, store: EvalStore | None = None, judge: ChatModel | None = None,
-                   on_done: Callable[[int, int], None] | None = None) -> Evaluation:
+                   heldout: Path | None = None, store: EvalStore | None = None,
+                   judge: ChatModel | None = None, on_done: Callable[[int, int], None] | None = None
+                   ) -> Evaluation:
     """Answer and grade every suite of `config` with both models on `model` (a provider at `target`).
 
     `judge` replaces the judge model the config would build (tests inject a scripted one).
     """
-    judge_protocol, judge_caller = make_judge(config.judge, judge, store=store) if config.judge else (None, None)
+    judge_protocol, judge_caller = (make_judge(config.judge, judge, store=store) if config.judge
+                                    else (None, None))
     suites = build_suites(config, heldout=heldout, judge=judge_protocol, store=store)
     limiter = TokenBucket.per_minute(config.requests_per_minute) if config.requests_per_minute else None
     caller = ModelCaller(model, target, store=store, limiter=limiter)
@@ -111,7 +114,8 @@ def record_evaluation(evaluation: Evaluation, run: RunDir) -> Path:
         "models": {role: ref.model_dump(mode="json") for role, ref in evaluation.models.items()},
         "decoding": evaluation.decoding.model_dump(mode="json"), "samples": evaluation.samples,
         "suites": {s.name: {"role": s.role, "items": len(s.items), "source": s.source, "primary": s.primary,
-                            "graders": {gid: vars(g) for gid, g in s.graders.items()}} for s in evaluation.suites},
+                            "graders": {gid: vars(g) for gid, g in s.graders.items()}}
+                   for s in evaluation.suites},
         "answer_errors": evaluation.answer_errors, "grade_errors": evaluation.grade_errors,
         "usage": evaluation.usage, "outputs": str(outputs.relative_to(run.root)),
         "outputs_sha256": sha256_file(outputs),
@@ -119,10 +123,10 @@ def record_evaluation(evaluation: Evaluation, run: RunDir) -> Path:
     return outputs
 
 
-def evaluate_and_record(model: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig, run: RunDir,
-                        *, target: str, heldout: Path | None = None, store: EvalStore | None = None,
-                        judge: ChatModel | None = None, on_done: Callable[[int, int], None] | None = None
-                        ) -> Evaluation:
+def evaluate_and_record(model: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig,
+                        run: RunDir, *, target: str, heldout: Path | None = None,
+                        store: EvalStore | None = None, judge: ChatModel | None = None,
+                        on_done: Callable[[int, int], None] | None = None) -> Evaluation:
     """`run_evaluation`, then its outputs recorded in the run directory (`record_evaluation`)."""
     evaluation = run_evaluation(model, base, candidate, config, target=target, heldout=heldout, store=store,
                                 judge=judge, on_done=on_done)
@@ -131,9 +135,9 @@ def evaluate_and_record(model: ChatModel, base: ModelRef, candidate: ModelRef, c
 
 
 @task(name="evaluate", **LOCAL_WORK)
-def evaluate_models(provider: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig, run: RunDir, *,
-                    target: str, heldout: Path | None = None, registry: Registry | None = None,
-                    judge: ChatModel | None = None) -> Evaluation:
+def evaluate_models(provider: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig,
+                    run: RunDir, *, target: str, heldout: Path | None = None,
+                    registry: Registry | None = None, judge: ChatModel | None = None) -> Evaluation:
     """Base and candidate answer every suite's items with the same decoding; outputs go to eval/outputs.jsonl
     and, keyed by (model, item, decoding, sample), to the registry so that a re-run pays only for what is
     missing."""

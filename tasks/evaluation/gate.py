@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
 from tasks.evaluation.compare import Comparison, compare_all, telling_items
 from tasks.evaluation.config import GateConfig
 from tasks.evaluation.decision import Decision, RuleCheck
@@ -84,7 +85,8 @@ def _run_invalid(f: _Facts) -> tuple[bool, str]:
 
 
 def _critical_losses(f: _Facts) -> list[str]:
-    critical = {(s.name, i.key) for s in f.evaluation.suites if s.role == "safety" for i in s.items if i.critical}
+    critical = {(s.name, i.key) for s in f.evaluation.suites if s.role == "safety"
+                for i in s.items if i.critical}
     passed: dict[tuple[str, str, str, str], bool] = {}
     for r in f.evaluation.results:
         if (r.suite, r.item) in critical and r.error is None:
@@ -157,8 +159,8 @@ def _otherwise(f: _Facts) -> tuple[bool, str]:
     p = f.primary
     width = p.ci_high - p.ci_low
     if width > 2 * f.t.target_min:
-        return True, (f"primary {_ci(p)}: CI width {width * 100:.1f} pp > {2 * f.t.target_min * 100:.0f} pp with "
-                      f"n={p.n}; the eval set is too small to tell")
+        return True, (f"primary {_ci(p)}: CI width {width * 100:.1f} pp > {2 * f.t.target_min * 100:.0f} pp "
+                      f"with n={p.n}; the eval set is too small to tell")
     return True, _regressions_fine(f)[1]
 
 
@@ -181,11 +183,12 @@ def _notes(f: _Facts) -> list[str]:
         notes.append("no regression suite: catastrophic forgetting is not checked")
     for c in f.regressions + f.safety:
         if max(c.base_value, c.candidate_value) < _FLOOR:
-            notes.append(f"{c.metric}: both models score below {_FLOOR:.0%}; this suite cannot show a regression "
-                         "here (floor effect), so non-inferiority on it means little")
+            notes.append(f"{c.metric}: both models score below {_FLOOR:.0%}; this suite cannot show a "
+                         "regression here (floor effect), so non-inferiority on it means little")
     undecided = f.primary.ci_low <= 0 <= f.primary.ci_high
     if undecided and (f.primary.mde is None or f.primary.mde > f.t.target_min):
-        shown = "no effect" if f.primary.mde is None else f"only effects of {f.primary.mde * 100:.1f} pp or more"
+        shown = ("no effect" if f.primary.mde is None
+                 else f"only effects of {f.primary.mde * 100:.1f} pp or more")
         notes.append(f"with n={f.primary.n} and the observed disagreement the primary metric detects {shown} "
                      f"(80 % power); target_min is {_pp(f.t.target_min)}")
     for suite in f.evaluation.suites:
@@ -193,15 +196,15 @@ def _notes(f: _Facts) -> list[str]:
             if info.judge_model is None:
                 continue
             if not _PINNED.search(info.judge_model):
-                notes.append(f"{suite.name}/{info.id}: judge model {info.judge_model!r} does not look like a pinned "
-                             "snapshot")
+                notes.append(f"{suite.name}/{info.id}: judge model {info.judge_model!r} does not look like "
+                             "a pinned snapshot")
             kappa = (info.human_agreement or {}).get("kappa")
             if kappa is None:
                 notes.append(f"{suite.name}/{info.id}: judge not calibrated against human labels "
                              "(loraflow judge calibrate)")
             elif kappa < _MIN_KAPPA:
-                notes.append(f"{suite.name}/{info.id}: judge agreement with humans is low (kappa {kappa:.2f} < "
-                             f"{_MIN_KAPPA})")
+                notes.append(f"{suite.name}/{info.id}: judge agreement with humans is low "
+                             f"(kappa {kappa:.2f} < {_MIN_KAPPA})")
     return notes
 
 
@@ -219,11 +222,13 @@ def decide(evaluation: Evaluation, gate: GateConfig | None = None) -> Decision:
     rule, why = chosen or (table.rules[-1], "no rule matched")
     return Decision(outcome=rule.outcome, rules_version=table.version, primary=facts.primary.metric,
                     reason=why, action=rule.action,
-                    infra_error_rate=max(facts.answer_error_rate, facts.grade_error_rate), thresholds=thresholds,
-                    comparisons=comparisons, checks=checks, notes=_notes(facts), telling=telling_items(evaluation))
+                    infra_error_rate=max(facts.answer_error_rate, facts.grade_error_rate),
+                    thresholds=thresholds, comparisons=comparisons, checks=checks, notes=_notes(facts),
+                    telling=telling_items(evaluation))
 
 
-def record_decision(decision: Decision, evaluation: Evaluation, run: RunDir, store: EvalStore | None = None) -> str:
+def record_decision(decision: Decision, evaluation: Evaluation, run: RunDir,
+                    store: EvalStore | None = None) -> str:
     """decision.json, eval/report.md and the manifest's `decision` section (and a registry row); returns the
     report's markdown."""
     write_json(run.root / "decision.json", decision.model_dump(mode="json"))
@@ -234,7 +239,8 @@ def record_decision(decision: Decision, evaluation: Evaluation, run: RunDir, sto
     if store is not None:
         store.record_decision(candidate=evaluation.models["candidate"].model_id,
                               baseline=evaluation.models["base"].model_id, outcome=decision.outcome,
-                              rules_version=decision.rules_version, reason=decision.reason, run_dir=str(run.root))
+                              rules_version=decision.rules_version, reason=decision.reason,
+                              run_dir=str(run.root))
     return report
 
 
@@ -257,6 +263,7 @@ def decide_promotion(evaluation: Evaluation, gate: GateConfig, run: RunDir, regi
     create_markdown_artifact(markdown=report, key="eval-report",
                              description=f"{decision.outcome.upper()} ({decision.rules_version})")
     create_table_artifact(table=[c.model_dump() for c in decision.comparisons], key="eval-comparison",
-                          description=f"{decision.outcome.upper()} ({decision.rules_version}): {decision.reason}")
+                          description=f"{decision.outcome.upper()} ({decision.rules_version}): "
+                                      f"{decision.reason}")
     milestone("decide", "decision: %s (%s)", decision.outcome.upper(), decision.rules_version)
     return decision

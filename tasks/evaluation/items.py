@@ -2,11 +2,13 @@
 
 Two line shapes are accepted:
     {"messages": [..., {"role": "assistant", "content": REF}]}          the chat shape of the held-out split:
-                                                                         the final assistant turn is the reference
-    {"id": K, "messages": [...], "reference": REF, "metadata": {...}}   an eval file: the prompt, the reference
-                                                                         (text, or JSON that graders parse), and
-                                                                         per-item facts (answer_type, expect,
-                                                                         schema, critical, skill, source, ...)
+                                                                         the final assistant turn is the
+                                                                         reference
+    {"id": K, "messages": [...], "reference": REF, "metadata": {...}}   an eval file: the prompt, the
+                                                                         reference (text, or JSON that graders
+                                                                         parse), and per-item facts
+                                                                         (answer_type, expect, schema,
+                                                                         critical, skill, source, ...)
 Every problem is reported with file:line (DataError). `builtin:<name>` names a set shipped in data/.
 """
 

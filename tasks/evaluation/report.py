@@ -74,11 +74,13 @@ def _run_facts(decision: Decision, evaluation: Evaluation) -> list[str]:
                      f"retries {usage['judge_retries']}")
     for suite in evaluation.suites:
         graders = ", ".join(f"{g.id} ({g.name} v{g.version}"
-                            + (f", judge {g.judge_model}, prompt {g.prompt_sha256[:12]}" if g.judge_model else "")
+                            + (f", judge {g.judge_model}, prompt {g.prompt_sha256[:12]}"
+                               if g.judge_model else "")
                             + (f", kappa {g.human_agreement['kappa']:.2f} n={g.human_agreement['n']}"
                                if g.human_agreement else "") + ")" for g in suite.graders.values())
-        facts.append(f"- suite {suite.name} ({suite.role}, {suite.source}, {len(suite.items)} items): {graders}")
+        facts.append(f"- suite {suite.name} ({suite.role}, {suite.source}, {len(suite.items)} items): "
+                     f"{graders}")
     t = decision.thresholds
-    facts.append(f"- thresholds: target_min {t.target_min:g}, minor {t.minor:g}, major {t.major:g}, safety_margin "
-                 f"{t.safety_margin:g}, format_floor {t.format_floor:g}, alpha {t.alpha:g}")
+    facts.append(f"- thresholds: target_min {t.target_min:g}, minor {t.minor:g}, major {t.major:g}, "
+                 f"safety_margin {t.safety_margin:g}, format_floor {t.format_floor:g}, alpha {t.alpha:g}")
     return facts

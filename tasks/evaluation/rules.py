@@ -1,8 +1,8 @@
 """Promotion rule tables: versioned data (rules_<version>.yaml beside this module), read and checked here.
 
 A table names its version, its default thresholds and its rules in order; the first rule whose condition
-holds decides. Conditions are named predicates implemented in tasks/evaluation/gate.py; changing what one means
-requires a new table version, so a recorded decision can always be traced to the rules that made it.
+holds decides. Conditions are named predicates implemented in tasks/evaluation/gate.py; changing what one
+means requires a new table version, so a recorded decision can always be traced to the rules that made it.
 """
 
 from __future__ import annotations

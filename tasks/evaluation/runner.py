@@ -83,15 +83,17 @@ def _completion(result: ItemResult) -> Completion:
     return Completion(text=result.output or "", model_id=result.model_id, finish_reason=result.finish_reason)
 
 
-def _pair_grades(suite: Suite, item: EvalItem, candidate: ItemResult, base: ItemResult) -> dict[str, GraderResult]:
+def _pair_grades(suite: Suite, item: EvalItem, candidate: ItemResult,
+                 base: ItemResult) -> dict[str, GraderResult]:
     grades = {}
     for gid, grader in suite.pair_graders.items():
         if candidate.model_error or base.model_error:
             # a model error loses against a real answer: no judge needed to say so
-            score = 0.5 if candidate.model_error and base.model_error else (0.0 if candidate.model_error else 1.0)
+            score = (0.5 if candidate.model_error and base.model_error
+                     else (0.0 if candidate.model_error else 1.0))
             label = {0.0: "loss", 0.5: "tie", 1.0: "win"}[score]
-            grades[gid] = GraderResult(grader.name, grader.version, score, score == 1.0, {"model_error": True},
-                                       label=label)
+            grades[gid] = GraderResult(grader.name, grader.version, score, score == 1.0,
+                                       {"model_error": True}, label=label)
             continue
         grades[gid] = grader.grade_pair(item, _completion(candidate), _completion(base))
     return grades
@@ -126,7 +128,8 @@ def run_suites(caller: ModelCaller, models: dict[str, ModelRef], suites: list[Su
         for suite in (s for s in suites if s.pair_graders):
             for item in suite.items:
                 for sample in range(samples):
-                    cand, base = (by_key[(suite.name, item.key, role, sample)] for role in ("candidate", "base"))
+                    cand, base = (by_key[(suite.name, item.key, role, sample)]
+                                  for role in ("candidate", "base"))
                     if cand.error or base.error:
                         finished()
                         continue

@@ -109,8 +109,8 @@ def render_markdown(c: RunComparison) -> str:
              f"| training health | {c.a.health()} | {c.b.health()} |",
              "", f"## Configuration ({c.changes} differences)", ""]
     if c.changes > 1:
-        lines += [(f"{c.changes} settings changed at once: the metric differences cannot be put down to any one "
-                  "of them."), ""]
+        lines += [(f"{c.changes} settings changed at once: the metric differences cannot be put down to "
+                   "any one of them."), ""]
     lines += ["| key | A | B |", "|---|---|---|"]
     lines += [f"| {k} | {_cell(va)} | {_cell(vb)} |" for k, va, vb in c.config] or ["| (none) | | |"]
     lines += ["", "## Metrics", "", "| metric | A | B | B - A |", "|---|---|---|---|"]

@@ -80,7 +80,8 @@ class DecisionRecord(RegistryBase):
 def output_key(model: str, messages: list[Message], decoding: Decoding, sample: int) -> str:
     """sha256 of (model, request, decoding, sample). `model` names where it runs too (provider@endpoint:id),
     so an answer from the emulator never stands in for the vendor's."""
-    identity = {"model": model, "messages": messages, "decoding": decoding.model_dump(mode="json"), "sample": sample}
+    identity = {"model": model, "messages": messages, "decoding": decoding.model_dump(mode="json"),
+                "sample": sample}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -107,7 +108,8 @@ class EvalStore:
 
     def save_output(self, key: str, model: str, messages: list[Message], decoding: Decoding, sample: int,
                     completion: Completion) -> None:
-        request = hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        request = hashlib.sha256(
+            json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         try:
             with self._write, Session(self.engine) as session, session.begin():
                 if session.get(OutputRecord, key) is None:
@@ -123,12 +125,14 @@ class EvalStore:
         with self._write, Session(self.engine) as session, session.begin():
             session.add(CalibrationRecord(**values))
 
-    def calibration(self, grader: str, version: str, judge_model: str, prompt_sha256: str) -> dict[str, Any] | None:
+    def calibration(self, grader: str, version: str, judge_model: str,
+                    prompt_sha256: str) -> dict[str, Any] | None:
         """The latest human-agreement record of this exact judge grader, or None."""
         with Session(self.engine) as session:
             record = session.scalars(select(CalibrationRecord).where(
                 CalibrationRecord.grader == grader, CalibrationRecord.grader_version == version,
-                CalibrationRecord.judge_model == judge_model, CalibrationRecord.prompt_sha256 == prompt_sha256,
+                CalibrationRecord.judge_model == judge_model,
+                CalibrationRecord.prompt_sha256 == prompt_sha256,
             ).order_by(CalibrationRecord.id.desc()).limit(1)).one_or_none()
             if record is None:
                 return None

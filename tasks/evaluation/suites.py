@@ -71,8 +71,8 @@ def _check_items(suite: str, grader: str, params: dict[str, Any], items: list[Ev
         key, param = _NEEDS_METADATA[grader]
         missing = next((i for i in items if params.get(param) is None and key not in i.metadata), None)
         if missing is not None:
-            raise ConfigError(f"suite {suite!r}: grader {grader!r} needs metadata.{key} on every item (or the "
-                              f"parameter {param!r}); item {missing.key!r} has none")
+            raise ConfigError(f"suite {suite!r}: grader {grader!r} needs metadata.{key} on every item "
+                              f"(or the parameter {param!r}); item {missing.key!r} has none")
 
 
 def _info(gid: str, grader: Grader | PairGrader, store: EvalStore | None) -> GraderInfo:
@@ -82,7 +82,8 @@ def _info(gid: str, grader: Grader | PairGrader, store: EvalStore | None) -> Gra
     if judge is not None and store is not None:
         agreement = store.calibration(grader.name, grader.version, judge.model.model_id, prompt)
     return GraderInfo(id=gid, name=grader.name, version=grader.version, kind=grader.kind,
-                      format=grader.name in FORMAT_GRADERS, judge_model=judge.model.model_id if judge else None,
+                      format=grader.name in FORMAT_GRADERS,
+                      judge_model=judge.model.model_id if judge else None,
                       prompt_sha256=prompt, human_agreement=agreement)
 
 

@@ -16,8 +16,8 @@ from providers.base import ChatModel, ModelRef
 from tasks.evaluation.compare import Comparison, compare_all
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.evaluation.evaluate import run_evaluation
-from tasks.evaluation.store import EvalStore
 from tasks.evaluation.gate import thresholds_for
+from tasks.evaluation.store import EvalStore
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone
 from tasks.registry import Registry
@@ -43,15 +43,16 @@ def compare_against_teacher(model: ChatModel, candidate: ModelRef, config: EvalC
         "suites": suites, "graders": [], "primary": None}), target=target, heldout=heldout, store=store)
     comparisons = compare_all(evaluation, thresholds_for(gate)[1])
     write_json(run.eval_dir / "teacher.json", {"teacher": config.teacher, "usage": evaluation.usage,
-                                               "comparisons": [c.model_dump(mode="json") for c in comparisons]})
+                                               "comparisons": [c.model_dump(mode="json")
+                                                               for c in comparisons]})
     run.record("teacher", {"model": config.teacher, "file": "eval/teacher.json", "usage": evaluation.usage})
     return teacher_notes(comparisons, config.teacher)
 
 
 @task(name="compare-with-teacher", **LOCAL_WORK)
-def compare_with_teacher(model: ChatModel, candidate: ModelRef, config: EvalConfig, gate: GateConfig, run: RunDir,
-                         *, target: str, heldout: Path | None = None, registry: Registry | None = None
-                         ) -> list[str]:
+def compare_with_teacher(model: ChatModel, candidate: ModelRef, config: EvalConfig, gate: GateConfig,
+                         run: RunDir, *, target: str, heldout: Path | None = None,
+                         registry: Registry | None = None) -> list[str]:
     notes = compare_against_teacher(model, candidate, config, gate, run, target=target, heldout=heldout,
                                     store=EvalStore(registry.engine) if registry is not None else None)
     for note in notes:

@@ -1,10 +1,11 @@
 """Input drift between the training data and a window of recent inputs, with the population stability index.
 
 PSI = sum_i (p_i - q_i) * ln(p_i / q_i) over bins, p the current share and q the reference share of bin i;
-empty bins get a small epsilon. Two features, neither needing embeddings: the prompt's token length (bins at the
-reference's deciles) and its words (hashed unigrams and bigrams into a fixed number of buckets, a categorical
-distribution). The usual reading: below 0.1 no real change, 0.1-0.25 moderate (watch), above 0.25 major.
-PSI grows with sample size and with sparse bins, so a window below `min_samples` is reported, never alerted.
+empty bins get a small epsilon. Two features, neither needing embeddings: the prompt's token length (bins at
+the reference's deciles) and its words (hashed unigrams and bigrams into a fixed number of buckets, a
+categorical distribution). The usual reading: below 0.1 no real change, 0.1-0.25 moderate (watch), above 0.25
+major. PSI grows with sample size and with sparse bins, so a window below `min_samples` is reported,
+never alerted.
 """
 
 from __future__ import annotations
@@ -110,12 +111,14 @@ def input_drift(reference: list[str], current: list[str], counter: TokenCounter,
     ref_len = np.array([counter.encode_length(t) for t in reference])
     cur_len = np.array([counter.encode_length(t) for t in current])
     length_psi = numeric_psi(ref_len, cur_len, config.bins)
-    lexical_psi = psi(lexical_histogram(reference, config.buckets), lexical_histogram(current, config.buckets))
+    lexical_psi = psi(lexical_histogram(reference, config.buckets),
+                      lexical_histogram(current, config.buckets))
     n_ref, n_cur = len(reference), len(current)
     return [
         FeatureDrift("prompt_tokens", length_psi, _level(length_psi, n_cur, config), n_ref, n_cur,
                      f"mean {ref_len.mean():.0f} -> {cur_len.mean():.0f} tokens, p95 "
-                     f"{np.percentile(ref_len, 95):.0f} -> {np.percentile(cur_len, 95):.0f} ({counter.name})"),
+                     f"{np.percentile(ref_len, 95):.0f} -> {np.percentile(cur_len, 95):.0f} "
+                     f"({counter.name})"),
         FeatureDrift("lexical", lexical_psi, _level(lexical_psi, n_cur, config), n_ref, n_cur,
                      f"hashed word unigrams+bigrams in {config.buckets} buckets"),
     ]

@@ -1,4 +1,4 @@
-"""The daily monitor as plain functions: online metrics, input drift, the base-model gap, provider retirements.
+"""The daily monitor as plain functions: online metrics, input drift, base-model gap, provider retirements.
 
 Each check returns findings; a finding at `warn` or `alert` becomes a Prefect event `loraflow.monitor.<kind>`
 (resource `loraflow.pipeline.<name>`, so an automation can page or start a retrain) and a line in the
@@ -26,13 +26,13 @@ from sqlalchemy.orm import Session
 from providers.catalog import catalog_providers, model_facts, models
 from providers.errors import ConfigError
 from tasks.data.tokens import TokenCounter
-from tasks.lifecycle.drift import DriftConfig, FeatureDrift, input_drift
 from tasks.evaluation.compare import Comparison
 from tasks.evaluation.decision import Decision
-from tasks.release.models import Experiment
+from tasks.lifecycle.drift import DriftConfig, FeatureDrift, input_drift
 from tasks.registry import create_tables
-from tasks.rundir import atomic_write
+from tasks.release.models import Experiment
 from tasks.release.traffic import Exposure, Outcome
+from tasks.rundir import atomic_write
 
 Severity = Literal["info", "warn", "alert"]
 _FEEDBACK = ("thumbs_up", "thumbs_down")
@@ -56,14 +56,16 @@ class MigrationTarget(_Section):
 
 
 class MonitorConfig(_Section):
-    inputs: list[str] = Field(default_factory=list, description="chat JSONL files or globs of recent production "
-                                                                "prompts (the drift window)")
+    inputs: list[str] = Field(default_factory=list, description="chat JSONL files or globs of recent "
+                                                                "production prompts (the drift window)")
     drift: DriftConfig = Field(default_factory=DriftConfig)
     online: OnlineLimits = Field(default_factory=OnlineLimits)
-    newest_base: str | None = Field(default=None, description="a newer base model to test against the champion "
-                                                              "on the frozen eval set (has it closed the gap?)")
-    gap_margin: float = Field(default=0.02, ge=0, le=1, description="the base closed the gap when the CI lower "
-                                                                   "bound of (base - champion) is above -margin")
+    newest_base: str | None = Field(default=None,
+                                    description="a newer base model to test against the champion on the "
+                                                "frozen eval set (has it closed the gap?)")
+    gap_margin: float = Field(default=0.02, ge=0, le=1,
+                              description="the base closed the gap when the CI lower bound of "
+                                          "(base - champion) is above -margin")
     retirement_warn_days: list[int] = Field(default_factory=lambda: [90, 30], min_length=1)
     migrate_to: MigrationTarget | None = Field(default=None, description="where a migration run would go")
 
@@ -99,26 +101,31 @@ def read_window(patterns: list[str]) -> list[str]:
         if not matched:
             raise ConfigError(f"monitor.inputs: {pattern!r} matches no file")
         paths += matched
-    return prompts_of([line for path in paths for line in Path(path).read_text(encoding="utf-8").splitlines()])
+    return prompts_of([line for path in paths
+                       for line in Path(path).read_text(encoding="utf-8").splitlines()])
 
 
 def drift_findings(reference: list[str], current: list[str], counter: TokenCounter, config: DriftConfig
                    ) -> tuple[list[FeatureDrift], list[Finding]]:
     features = input_drift(reference, current, counter, config)
     findings = [Finding("drift", "alert" if f.level == "alert" else "warn",
-                        f"input drift on {f.feature}: PSI {f.psi:.3f} (warn {config.warn}, alert {config.alert}); "
-                        f"{f.detail}", {"feature": f.feature, "psi": f.psi, "n": f.current_n})
+                        f"input drift on {f.feature}: PSI {f.psi:.3f} "
+                        f"(warn {config.warn}, alert {config.alert}); {f.detail}",
+                        {"feature": f.feature, "psi": f.psi, "n": f.current_n})
                 for f in features if f.level in ("warn", "alert")]
     return features, findings
 
 
-def online_metrics(engine: Any, name: str, now: datetime, window_hours: float) -> dict[str, float | int | None]:
-    """Requests, error rate, p95 latency, mean judge score and thumbs-down rate over the pipeline's experiments."""
+def online_metrics(engine: Any, name: str, now: datetime,
+                   window_hours: float) -> dict[str, float | int | None]:
+    """Requests, error rate, p95 latency, mean judge score and thumbs-down rate over the pipeline's
+    experiments."""
     since = now - timedelta(hours=window_hours)
     create_tables(engine, [Experiment.__table__, Exposure.__table__, Outcome.__table__])
     with Session(engine) as session:
         ids = list(session.scalars(select(Experiment.id).where(Experiment.name == name)))
-        rows = list(session.scalars(select(Exposure).where(Exposure.experiment_id.in_(ids), Exposure.ts >= since)))
+        rows = list(session.scalars(select(Exposure).where(Exposure.experiment_id.in_(ids),
+                                                           Exposure.ts >= since)))
         outcomes = list(session.execute(select(Outcome.type, Outcome.value).join(
             Exposure, Exposure.request_id == Outcome.request_id).where(
             Exposure.experiment_id.in_(ids), Outcome.ts >= since)))
@@ -151,12 +158,14 @@ def online_findings(metrics: dict[str, Any], limits: OnlineLimits) -> list[Findi
 
 
 def gap_finding(decision: Decision, champion: str, base: str, margin: float) -> Finding:
-    """`decision` compares the champion (as base) with the newest base (as candidate) on the frozen eval set."""
+    """`decision` compares the champion (as base) with the newest base (as candidate) on the frozen eval
+    set."""
     primary: Comparison = next(c for c in decision.comparisons if c.metric == decision.primary)
     closed = primary.ci_low > -margin
     verdict = "has closed the gap" if closed else "has not closed the gap"
     message = (f"the newest base {base} {verdict} with the champion {champion}: {primary.metric} "
-               f"{primary.candidate_value:.1%} vs {primary.base_value:.1%}, delta {primary.delta * 100:+.1f} pp "
+               f"{primary.candidate_value:.1%} vs {primary.base_value:.1%}, "
+               f"delta {primary.delta * 100:+.1f} pp "
                f"[{primary.ci_low * 100:+.1f}, {primary.ci_high * 100:+.1f}] (margin -{margin * 100:.0f} pp)")
     if closed:
         message += "; run the retrain: if the fine-tune no longer beats the base, retire the adapter"
@@ -164,9 +173,10 @@ def gap_finding(decision: Decision, champion: str, base: str, margin: float) -> 
                    {"closed": closed, "delta": primary.delta, "ci_low": primary.ci_low, "base": base})
 
 
-def retirement_findings(provider: str, models: list[str], today: date, warn_days: list[int]) -> list[Finding]:
-    """Warn when a model stops taking jobs or stops serving within the largest of `warn_days`; alert within the
-    smallest (or once the day has passed)."""
+def retirement_findings(provider: str, models: list[str], today: date,
+                        warn_days: list[int]) -> list[Finding]:
+    """Warn when a model stops taking jobs or stops serving within the largest of `warn_days`; alert within
+    the smallest (or once the day has passed)."""
     findings = []
     for model in dict.fromkeys(models):
         facts = model_facts(provider, model)
@@ -183,7 +193,8 @@ def retirement_findings(provider: str, models: list[str], today: date, warn_days
             when = f"in {left} days" if left >= 0 else f"since {-left} days"
             message = f"{provider} {model} {what} on {day} ({when}; source: catalog as of {facts.as_of})"
             findings.append(Finding("retirement", severity, message,
-                                    {"provider": provider, "model": model, "date": str(day), "days_left": left}))
+                                    {"provider": provider, "model": model, "date": str(day),
+                                     "days_left": left}))
     return findings
 
 
@@ -239,7 +250,8 @@ def migration_pipeline(pipeline: dict[str, Any], target: MigrationTarget) -> dic
 
 
 def reference_prompts(data_path: Path, frozen: tuple[Path, Path] | None) -> list[str]:
-    """The training prompts the drift window is held against: the champion's training set, else the pipeline's."""
+    """The training prompts the drift window is held against: the champion's training set, else the
+    pipeline's."""
     path = frozen[0] if frozen is not None else data_path
     return prompts_of(path.read_text(encoding="utf-8").splitlines())
 
@@ -259,6 +271,6 @@ def retirement_check(pipeline: dict[str, Any], config: MonitorConfig, models: li
                 f"{config.migrate_to.base_model} is ready: loraflow run {path}")
     else:
         options = alternatives(provider, today, max(config.retirement_warn_days))
-        hint = ("set monitor.migrate_to to prepare a migration run; catalog models serving beyond the horizon: "
-                + (", ".join(options) or "none"))
+        hint = ("set monitor.migrate_to to prepare a migration run; catalog models serving beyond the "
+                "horizon: " + (", ".join(options) or "none"))
     return [Finding(f.kind, f.severity, f"{f.message}; {hint}", f.payload) for f in findings]

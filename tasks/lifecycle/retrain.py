@@ -1,14 +1,15 @@
-"""The quarterly retrain as plain functions: new data since the last run, the frozen eval set, and the verdict.
+"""The quarterly retrain as plain functions: new data since the last run, the frozen eval set and the verdict.
 
 New data comes from configured files or globs; a ledger beside the pipeline's runs (retrain-ledger.json) names
 every file already folded in, by sha256, so the next run takes only what is new. The training input is the
-champion's training set plus the new rows, prepared like any run (PII scrub, exact and near dedupe, so a new row
-that repeats an existing one is dropped, and leakage removal against the eval set). The eval set stays the
+champion's training set plus the new rows, prepared like any run (PII scrub, exact and near dedupe, so a new
+row that repeats an existing one is dropped, and leakage removal against the eval set). The eval set stays the
 champion's, frozen, so every comparison is on the same items.
 
 The candidate, trained on the newest configured base, answers the frozen set against the current champion and
-against that base without fine-tuning (the candidate's answers are cached per model/item/decoding, so it is paid
-once). Only a candidate the gate accepts against both goes on to the canary; the verdict says who won and why.
+against that base without fine-tuning (the candidate's answers are cached per model/item/decoding, so it is
+paid once). Only a candidate the gate accepts against both goes on to the canary; the verdict says who won
+and why.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from tasks.data.config import DataConfig
 from tasks.data.stage import prepare
 from tasks.data.target import DataTarget
 from tasks.evaluation.config import EvalConfig, GateConfig
-from tasks.evaluation.evaluate import evaluate_models
 from tasks.evaluation.decision import Decision
+from tasks.evaluation.evaluate import evaluate_models
 from tasks.evaluation.gate import decide_promotion
-from tasks.release.models import ModelAlias, ModelRegistry, ModelVersion
 from tasks.registry import Registry, create_tables
-from tasks.rundir import RunDir, atomic_write, sha256_file, write_json
+from tasks.release.models import ModelAlias, ModelRegistry, ModelVersion
 from tasks.release.traffic import Outcome
+from tasks.rundir import RunDir, atomic_write, sha256_file, write_json
 
 LEDGER = "retrain-ledger.json"
 _TRAFFIC = "traffic"  # the ledger's entry for captured gateway traffic: the newest exchange taken
@@ -54,13 +55,14 @@ class TrafficSource(BaseModel):
 class RetrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sources: list[str] = Field(default_factory=list, description="chat JSONL files or globs of new data (relative "
-                                                                 "to the working directory); files already "
-                                                                 "folded in by an earlier retrain are skipped")
+    sources: list[str] = Field(default_factory=list,
+                               description="chat JSONL files or globs of new data (relative to the "
+                                           "working directory); files already folded in by an earlier "
+                                           "retrain are skipped")
     base_model: str | None = Field(default=None, description="the newest base model to retrain on; default: "
                                                              "training.base_model")
-    traffic: TrafficSource | None = Field(default=None, description="the gateway's captured exchanges, kept by "
-                                                                    "the feedback recorded for them")
+    traffic: TrafficSource | None = Field(default=None, description="the gateway's captured exchanges, kept "
+                                                                    "by the feedback recorded for them")
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def champion_ref(version: ModelVersion) -> ModelRef:
 
 
 def champion_data(version: ModelVersion | None) -> tuple[Path, Path] | None:
-    """The champion's prepared (train, eval) files, from the run that produced it, when they are still there."""
+    """The champion's prepared (train, eval) files, from the run that produced it, when they are still
+    there."""
     if version is None or not version.eval_run:
         return None
     data = Path(version.eval_run) / "data"
@@ -107,8 +110,10 @@ def read_ledger(runs: Path) -> dict[str, dict]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def captured_rows(source: TrafficSource, engine: Engine, since: float | None) -> tuple[list[str], float | None]:
-    """Chat JSONL lines of captured exchanges newer than `since` that the feedback keeps, and the newest time."""
+def captured_rows(source: TrafficSource, engine: Engine,
+                  since: float | None) -> tuple[list[str], float | None]:
+    """Chat JSONL lines of captured exchanges newer than `since` that the feedback keeps, and the newest
+    time."""
     records = [json.loads(line) for path in sorted(glob.glob(source.capture, recursive=True))
                for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     records = [r for r in records if since is None or r["ts"] > since]
@@ -126,8 +131,8 @@ def captured_rows(source: TrafficSource, engine: Engine, since: float | None) ->
 
 
 def gather_new_data(config: RetrainConfig, run: RunDir, runs: Path, engine: Engine | None = None) -> NewData:
-    """Every source file whose content an earlier retrain has not folded in, and the captured exchanges since the
-    last retrain that the feedback keeps, concatenated into data/new.jsonl."""
+    """Every source file whose content an earlier retrain has not folded in, and the captured exchanges since
+    the last retrain that the feedback keeps, concatenated into data/new.jsonl."""
     seen = read_ledger(runs)
     files: dict[str, str] = {}
     for pattern in config.sources:
@@ -162,7 +167,8 @@ def mark_consumed(new: NewData, run: RunDir, runs: Path) -> None:
 
 
 def retrain_data(data: DataConfig, existing: tuple[Path, Path], new: NewData, run: RunDir) -> DataConfig:
-    """The data section for the retrain: existing train rows then the new rows, evaluated on the frozen eval set."""
+    """The data section for the retrain: existing train rows then the new rows, evaluated on the frozen eval
+    set."""
     train, held = existing
     combined = run.data_dir / "retrain-input.jsonl"
     text = train.read_text(encoding="utf-8")
@@ -171,9 +177,9 @@ def retrain_data(data: DataConfig, existing: tuple[Path, Path], new: NewData, ru
     return data.model_copy(update={"path": combined, "eval_path": held})
 
 
-def compare_on_frozen_set(provider: ChatModel, baseline: ModelRef, candidate: ModelRef, eval_config: EvalConfig,
-                          gate: GateConfig, run: RunDir, label: str, *, target: str, heldout: Path,
-                          registry: Registry) -> Decision:
+def compare_on_frozen_set(provider: ChatModel, baseline: ModelRef, candidate: ModelRef,
+                          eval_config: EvalConfig, gate: GateConfig, run: RunDir, label: str, *, target: str,
+                          heldout: Path, registry: Registry) -> Decision:
     """Evaluate and gate `candidate` against `baseline` into the run's `label` folder."""
     sub = RunDir(run.root / label)
     evaluation = evaluate_models(provider, baseline, candidate, eval_config, sub, target=target,
@@ -196,8 +202,9 @@ def judge_retrain(vs_base: Decision, vs_champion: Decision | None) -> Verdict:
                   f"the comparison with the newest base is {vs_base.outcome}: {vs_base.reason}")
         return Verdict("base" if caught_up else "champion", False, reason, vs_base)
     if vs_champion is not None and not vs_champion.accepted:
-        return Verdict("champion", False, f"the champion holds: the candidate beats the newest base but not the "
-                                          f"champion ({vs_champion.outcome}; {_primary(vs_champion)})", vs_champion)
+        return Verdict("champion", False,
+                       f"the champion holds: the candidate beats the newest base but not the champion "
+                       f"({vs_champion.outcome}; {_primary(vs_champion)})", vs_champion)
     against = "the newest base" + (" and the champion" if vs_champion is not None else " (no champion yet)")
     shown = "; ".join(_primary(d) for d in (vs_base, vs_champion) if d is not None)
     return Verdict("candidate", True, f"the candidate beats {against}: {shown}", vs_champion or vs_base)
@@ -206,7 +213,8 @@ def judge_retrain(vs_base: Decision, vs_champion: Decision | None) -> Verdict:
 def render_summary(verdict: Verdict, *, base_model: str, champion: str | None, new_rows: int, candidate: str,
                    version: int | None) -> str:
     lines = [f"# Retrain: {verdict.winner} wins", "", verdict.reason, "",
-             "| | |", "|---|---|", f"| newest base | `{base_model}` |", f"| champion | `{champion or '(none)'}` |",
+             "| | |", "|---|---|", f"| newest base | `{base_model}` |",
+             f"| champion | `{champion or '(none)'}` |",
              f"| candidate | `{candidate}` |", f"| new training rows | {new_rows} |",
              f"| promoted | {f'v{version} as challenger (canary next)' if version else 'no'} |"]
     return "\n".join(lines) + "\n"
@@ -214,7 +222,8 @@ def render_summary(verdict: Verdict, *, base_model: str, champion: str | None, n
 
 def existing_data(data: DataConfig, champion: ModelVersion | None, run: RunDir, target: DataTarget
                   ) -> tuple[Path, Path]:
-    """The champion's (train, eval) files; with no champion, the pipeline's data prepared and split as usual."""
+    """The champion's (train, eval) files; with no champion, the pipeline's data prepared and split as
+    usual."""
     found = champion_data(champion)
     if found is not None:
         return found

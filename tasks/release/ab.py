@@ -5,8 +5,8 @@ Assignment (reference eval_ab.md §5.5): `bucket = fnv1a32(f"{key}:{salt}:{unit}
 
 The sequential test is the normal-mixture mSPRT (Johari et al. 2017) on a difference of means with estimated
 variance `v = s_t²/n_t + s_c²/n_c`: with a N(0, τ²) mixing prior the likelihood ratio is
-`Λ = sqrt(v/(v+τ²)) · exp(τ²(Δ̂-θ)²/(2v(v+τ²)))`; rejecting θ once Λ ≥ 1/α keeps the type-I error at α under any
-stopping rule. Inverting it gives a confidence sequence, which is what the canary decides on.
+`Λ = sqrt(v/(v+τ²)) · exp(τ²(Δ̂-θ)²/(2v(v+τ²)))`; rejecting θ once Λ ≥ 1/α keeps the type-I error at α under
+any stopping rule. Inverting it gives a confidence sequence, which is what the canary decides on.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def confidence_sequence(treatment: Moments, control: Moments, *, alpha: float = 
                         min_n: int = 30, previous_p: float = 1.0) -> Sequence:
     """The (1-α) confidence sequence for mean(treatment) - mean(control); `tau` is the plausible effect size.
 
-    Undefined (infinite bounds, p=previous_p) until each arm has `min_n` observations: the variance estimate is
-    plug-in, and the guarantee is asymptotic.
+    Undefined (infinite bounds, p=previous_p) until each arm has `min_n` observations: the variance estimate
+    is plug-in, and the guarantee is asymptotic.
     """
     delta = treatment.mean - control.mean
     if min(treatment.n, control.n) < max(min_n, 2):
@@ -96,7 +96,8 @@ def confidence_sequence(treatment: Moments, control: Moments, *, alpha: float = 
 
 
 def srm_p_value(counts: dict[str, int], weights: dict[str, float]) -> float:
-    """Chi-square goodness of fit of unique units per arm against the configured shares (1.0 when untestable)."""
+    """Chi-square goodness of fit of unique units per arm against the configured shares
+    (1.0 when untestable)."""
     arms = [arm for arm in weights if weights[arm] > 0]
     observed = np.array([counts.get(arm, 0) for arm in arms], dtype=float)
     total = observed.sum()
@@ -109,8 +110,8 @@ def srm_p_value(counts: dict[str, int], weights: dict[str, float]) -> float:
 
 
 def verdict(sequence: Sequence, margin: float, *, higher_is_worse: bool) -> str:
-    """Non-inferiority of a guardrail: `harmful` when the whole sequence lies beyond the margin, `fine` when it
-    lies entirely on the good side of it, else `unknown`. The margin is in the metric's units."""
+    """Non-inferiority of a guardrail: `harmful` when the whole sequence lies beyond the margin, `fine` when
+    it lies entirely on the good side of it, else `unknown`. The margin is in the metric's units."""
     if not sequence.ready:
         return "unknown"
     low, high = (sequence.low, sequence.high) if higher_is_worse else (-sequence.high, -sequence.low)

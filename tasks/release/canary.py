@@ -1,9 +1,9 @@
 """Canary decisions: ramp, circuit breakers, SRM, guardrails with margins, the always-valid primary test.
 
-`decide(policy, snapshot)` is the whole rule (reference eval_ab.md §7.3); the flow and the simulation both call it.
-Order: circuit breakers, SRM, harmful guardrails and a harmful primary roll back at any time; a clean step ramps;
-at the last step after the minimum duration a primary whose confidence sequence lies above zero with every
-guardrail non-inferior promotes; the maximum duration stops the experiment as inconclusive.
+`decide(policy, snapshot)` is the whole rule (reference eval_ab.md §7.3); the flow and the simulation both
+call it. Order: circuit breakers, SRM, harmful guardrails and a harmful primary roll back at any time; a clean
+step ramps; at the last step after the minimum duration a primary whose confidence sequence lies above zero
+with every guardrail non-inferior promotes; the maximum duration stops the experiment as inconclusive.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class Guardrail(BaseModel):
 
 
 def _default_guardrails() -> dict[str, Guardrail]:
-    # latency twice: its typical level (geometric mean within +15 %) and its tail (at most 7 % of requests slower
-    # than the control's p95, where control has 5 %)
+    # latency twice: its typical level (geometric mean within +15 %) and its tail (at most 7 % of requests
+    # slower than the control's p95, where control has 5 %)
     return {"error": Guardrail(margin=0.005), "log_latency": Guardrail(margin=math.log(1.15)),
             "over_control_p95": Guardrail(margin=0.02),
             "cost": Guardrail(margin=0.10, relative=True), "schema_failure": Guardrail(margin=0.005),
@@ -38,8 +38,9 @@ def _default_guardrails() -> dict[str, Guardrail]:
 
 
 class Breakers(BaseModel):
-    """Absolute limits over the recent window: any one sets the challenger's weight to 0 at once. Rates must be
-    past the limit beyond reasonable doubt (one-sided 99.9 %), so a few unlucky errors in a small window do not."""
+    """Absolute limits over the recent window: any one sets the challenger's weight to 0 at once. Rates must
+    be past the limit beyond reasonable doubt (one-sided 99.9 %), so a few unlucky errors in a small
+    window do not."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -115,7 +116,8 @@ class Decision:
 
 def tripped_breakers(breakers: Breakers, recent: dict[str, Window]) -> list[str]:
     treatment, control = recent.get("treatment"), recent.get("control")
-    if treatment is None or control is None or min(treatment.requests, control.requests) < breakers.min_requests:
+    if (treatment is None or control is None
+            or min(treatment.requests, control.requests) < breakers.min_requests):
         return []
     fired = []
     def surely_above(rate: float, limit: float) -> bool:
@@ -129,7 +131,8 @@ def tripped_breakers(breakers: Breakers, recent: dict[str, Window]) -> list[str]
         fired.append(f"p95 latency {treatment.p95_ms:.0f} ms > {breakers.latency_p95_ratio:g}x control "
                      f"{control.p95_ms:.0f} ms")
     if surely_above(treatment.schema_failure_rate, breakers.schema_failure_rate):
-        fired.append(f"schema failures {treatment.schema_failure_rate:.1%} > {breakers.schema_failure_rate:.0%}")
+        fired.append(f"schema failures {treatment.schema_failure_rate:.1%} > "
+                     f"{breakers.schema_failure_rate:.0%}")
     return fired
 
 
@@ -143,8 +146,8 @@ def guardrail_verdicts(policy: CanaryPolicy, snapshot: Snapshot) -> dict[str, st
         if "treatment" not in arms or "control" not in arms:
             verdicts[name] = "unknown"
             continue
-        sequence = confidence_sequence(arms["treatment"], arms["control"], alpha=policy.alpha, tau=rail.margin,
-                                       min_n=policy.min_n)
+        sequence = confidence_sequence(arms["treatment"], arms["control"], alpha=policy.alpha,
+                                       tau=rail.margin, min_n=policy.min_n)
         margin = rail.margin * abs(arms["control"].mean) if rail.relative else rail.margin
         verdicts[name] = verdict(sequence, max(margin, 1e-12), higher_is_worse=True)
     return verdicts
@@ -178,9 +181,11 @@ def decide(policy: CanaryPolicy, snapshot: Snapshot, previous_p: float = 1.0) ->
         return made("rollback", 0.0, f"{policy.primary} worse: {_interval(primary)}")
     step = _next_step(policy, snapshot.weight)
     if step is not None and snapshot.step_elapsed_s >= policy.step_s:
-        return made("ramp", step, f"step at {snapshot.weight:.0%} clean for {snapshot.step_elapsed_s / 3600:.1f} h")
+        return made("ramp", step, f"step at {snapshot.weight:.0%} clean for "
+                                  f"{snapshot.step_elapsed_s / 3600:.1f} h")
     mature = step is None and snapshot.elapsed_s >= policy.min_duration_s
-    if mature and primary is not None and primary.low > 0 and all(v in ("fine", "n/a") for v in rails.values()):
+    if (mature and primary is not None and primary.low > 0
+            and all(v in ("fine", "n/a") for v in rails.values())):
         return made("promote", 1.0, f"{policy.primary} better: {_interval(primary)}; guardrails non-inferior")
     if snapshot.elapsed_s >= policy.max_duration_s:
         shown = _interval(primary) if primary is not None else "no data"

@@ -1,10 +1,10 @@
 """The canary flow's steps: look at the experiment, carry out what the rule decided, and the readout.
 
-`look` builds a snapshot from the gateway's exposures and outcomes and applies `tasks.release.canary.decide` (the
-same rule the simulations check). `apply` moves the aliases: a ramp raises the challenger's weight; a promotion
-(after an approval pause in the Prefect UI when the policy asks for one) makes it champion at 100 %; a rollback or
-an inconclusive end sets its weight to 0. Every move is an alias change in the registry (who: `canary`) and a
-`loraflow.model.*` event.
+`look` builds a snapshot from the gateway's exposures and outcomes and applies `tasks.release.canary.decide`
+(the same rule the simulations check). `apply` moves the aliases: a ramp raises the challenger's weight; a
+promotion (after an approval pause in the Prefect UI when the policy asks for one) makes it champion at 100 %;
+a rollback or an inconclusive end sets its weight to 0. Every move is an alias change in the registry (who:
+`canary`) and a `loraflow.model.*` event.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class PromotionApproval(RunInput):
 
 
 def readout(model: str, experiment_key: str, weight: float, decision: Decision) -> str:
-    lines = [f"## Canary {model} ({experiment_key})", "", f"**{decision.action.upper()}**: {decision.reason}", "",
+    lines = [f"## Canary {model} ({experiment_key})", "",
+             f"**{decision.action.upper()}**: {decision.reason}", "",
              f"challenger weight: {weight:.0%} -> {decision.weight:.0%}; SRM p = {decision.srm_p:.3g}", "",
              "| metric | Δ (treatment - control) | confidence sequence | verdict |", "|---|---|---|---|"]
     if decision.primary is not None:
@@ -60,19 +61,21 @@ def look(registry_url: str | None, experiment_id: int, policy: CanaryPolicy, wei
 
 
 @task(name="canary-apply", **LOCAL_WORK)
-def apply(models: ModelRegistry, model: str, experiment_id: int, decision: Decision, policy: CanaryPolicy) -> str:
+def apply(models: ModelRegistry, model: str, experiment_id: int, decision: Decision,
+          policy: CanaryPolicy) -> str:
     """Carry out a final or ramp decision; returns the experiment's status afterwards."""
     if decision.action == "ramp":
-        models.set_alias(model, "challenger", None, weight=decision.weight, reason=decision.reason, by="canary",
-                         experiment_id=experiment_id)
+        models.set_alias(model, "challenger", None, weight=decision.weight, reason=decision.reason,
+                         by="canary", experiment_id=experiment_id)
         event("ramped", model, weight=decision.weight, reason=decision.reason)
         return "running"
     if decision.action == "promote" and policy.approval:
         answer = pause_flow_run(wait_for_input=PromotionApproval.with_initial_data(
             description=readout(model, str(experiment_id), decision.weight, decision)), timeout=7 * 86_400)
         if not answer.approve:
-            decision = Decision("inconclusive", 0.0, f"promotion declined by {answer.reviewer or 'reviewer'}: "
-                                f"{answer.note}", decision.primary, decision.guardrails, decision.srm_p)
+            decision = Decision("inconclusive", 0.0,
+                                f"promotion declined by {answer.reviewer or 'reviewer'}: {answer.note}",
+                                decision.primary, decision.guardrails, decision.srm_p)
     if decision.action == "promote":
         models.promote(model, reason=decision.reason, by="canary")
         event("promoted", model, reason=decision.reason)

@@ -2,7 +2,8 @@
 
 Tables live in the registry database (tasks/registry.py). A version carries its lineage (dataset hash, job,
 evaluation run, offline decision) and where it is served (an OpenAI-compatible base URL and the name to send).
-Every alias change writes an `alias_changes` row with who, when and why; promotion and rollback are alias moves.
+Every alias change writes an `alias_changes` row with who, when and why; promotion and rollback
+are alias moves.
 """
 
 from __future__ import annotations
@@ -134,9 +135,9 @@ class ModelRegistry:
     def register(self, name: str, served_name: str, *, by: str | None = None, **lineage: str | float | None
                  ) -> ModelVersion:
         """The version of `name` that serves `served_name`: the existing one, else a new one (1, 2, ...).
-        `lineage`: base_url, provider, base_model, dataset_sha256, job_id, eval_run, decision, price_in_per_mtok,
-        price_out_per_mtok. Concurrent runs registering the same model get one version (the loser of the
-        unique (name, version) race reads the winner's row)."""
+        `lineage`: base_url, provider, base_model, dataset_sha256, job_id, eval_run, decision,
+        price_in_per_mtok, price_out_per_mtok. Concurrent runs registering the same model get one version (the
+        loser of the unique (name, version) race reads the winner's row)."""
         for _ in range(_RACE_ATTEMPTS):
             try:
                 with Session(self.engine, expire_on_commit=False) as session, session.begin():
@@ -145,14 +146,16 @@ class ModelRegistry:
                         .order_by(ModelVersion.version).limit(1)).one_or_none()
                     if existing is not None:
                         return existing
-                    latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name))
+                    latest = session.scalar(select(func.max(ModelVersion.version)).where(
+                        ModelVersion.name == name))
                     record = ModelVersion(name=name, version=(latest or 0) + 1, served_name=served_name,
                                           created_by=by or who(), **lineage)
                     session.add(record)
                 return record
             except IntegrityError:
                 continue
-        raise LoraflowError(f"could not register a version of {name}: {_RACE_ATTEMPTS} concurrent writers won first")
+        raise LoraflowError(f"could not register a version of {name}: {_RACE_ATTEMPTS} concurrent writers "
+                            "won first")
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -221,7 +224,8 @@ class ModelRegistry:
         return record
 
     def promote(self, name: str, *, reason: str, by: str | None = None) -> int:
-        """The challenger becomes champion at 100 %; the challenger alias drops to weight 0. Returns the version."""
+        """The challenger becomes champion at 100 %; the challenger alias drops to weight 0. Returns the
+        version."""
         by = by or who()
         with Session(self.engine) as session, session.begin():
             challenger = self._alias(session, name, "challenger")
@@ -259,10 +263,13 @@ class ModelRegistry:
     def start_experiment(self, name: str, policy: dict, *, by: str | None = None) -> Experiment:
         """A running experiment of challenger against champion; the challenger's weight stays as it is."""
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            champion, challenger = self._alias(session, name, "champion"), self._alias(session, name, "challenger")
-            control, treatment = (session.get(ModelVersion, a.version_id).version for a in (champion, challenger))
-            experiment = Experiment(key=f"{name}-v{treatment}-{secrets.token_hex(3)}", salt=secrets.token_hex(8),
-                                    name=name, control_version=control, treatment_version=treatment, policy=policy)
+            champion, challenger = (self._alias(session, name, "champion"),
+                                    self._alias(session, name, "challenger"))
+            control, treatment = (session.get(ModelVersion, a.version_id).version
+                                  for a in (champion, challenger))
+            experiment = Experiment(key=f"{name}-v{treatment}-{secrets.token_hex(3)}",
+                                    salt=secrets.token_hex(8), name=name, control_version=control,
+                                    treatment_version=treatment, policy=policy)
             session.add(experiment)
             session.flush()
             challenger.experiment_id = experiment.id

@@ -1,7 +1,7 @@
-"""After an accepted offline decision: register the candidate as a model version and as `challenger` at weight 0.
+"""After an accepted offline decision: register the candidate as a model version and `challenger` at weight 0.
 
-The canary (flows/canary.py) raises the weight from there. The first candidate of a pipeline also registers the
-base model as version 1 and makes it `champion`, so the experiment has a control to compare against.
+The canary (flows/canary.py) raises the weight from there. The first candidate of a pipeline also registers
+the base model as version 1 and makes it `champion`, so the experiment has a control to compare against.
 """
 
 from __future__ import annotations
@@ -10,17 +10,19 @@ from prefect import task
 
 from providers.base import ModelRef
 from tasks.evaluation.decision import Decision
-from tasks.release.models import ModelRegistry
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone
 from tasks.registry import Registry
+from tasks.release.models import ModelRegistry
 from tasks.rundir import RunDir
 
 
-def register_candidate_fn(name: str, decision: Decision, base: ModelRef, candidate: ModelRef, dataset_sha256: str,
-                          run: RunDir, registry: Registry, *, base_url: str | None = None) -> int | None:
-    """The candidate's version number, or None when the offline decision did not accept it. `base_url` is where
-    the gateway reaches the model (an OpenAI-compatible URL); a symbolic endpoint such as `emulator` is not one."""
+def register_candidate_fn(name: str, decision: Decision, base: ModelRef, candidate: ModelRef,
+                          dataset_sha256: str, run: RunDir, registry: Registry, *,
+                          base_url: str | None = None) -> int | None:
+    """The candidate's version number, or None when the offline decision did not accept it. `base_url` is
+    where the gateway reaches the model (an OpenAI-compatible URL); a symbolic endpoint such as
+    `emulator` is not one."""
     if not decision.accepted:
         return None
     base_url = base_url if base_url and "://" in base_url else None
@@ -35,7 +37,8 @@ def register_candidate_fn(name: str, decision: Decision, base: ModelRef, candida
                               job_id=candidate.job_id, eval_run=str(run.root), decision=decision.outcome,
                               by="loraflow")
     models.set_alias(name, "challenger", version.version, weight=0.0, by="loraflow",
-                     reason=f"offline gate: {decision.outcome} ({decision.rules_version}); awaiting the canary")
+                     reason=f"offline gate: {decision.outcome} ({decision.rules_version}); "
+                            "awaiting the canary")
     run.record("registered", {"model": name, "version": version.version, "alias": "challenger"})
     milestone("decide", "registered %s v%d as challenger (weight 0)", name, version.version)
     return version.version

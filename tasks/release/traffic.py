@@ -1,8 +1,8 @@
 """What the gateway observed: assignments, exposures and outcomes, and the canary's snapshot built from them.
 
-Writes are batches of events (`kind` plus fields) applied in one transaction and idempotent: an exposure is keyed by
-its request id, an assignment by (experiment, unit), an outcome by its own id. So a batch that may or may not have
-committed before a database failure can simply be written again.
+Writes are batches of events (`kind` plus fields) applied in one transaction and idempotent: an exposure is
+keyed by its request id, an assignment by (experiment, unit), an outcome by its own id. So a batch that may or
+may not have committed before a database failure can simply be written again.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from sqlalchemy import Boolean, DateTime, Engine, Float, Integer, String, func, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from tasks.registry import RegistryBase, create_tables
 from tasks.release.ab import Moments
 from tasks.release.canary import Snapshot, Window
-from tasks.registry import RegistryBase, create_tables
 
 
 class Assignment(RegistryBase):
@@ -81,8 +81,9 @@ class TrafficStore:
         create_tables(engine, [Assignment.__table__, Exposure.__table__, Outcome.__table__])
 
     def write(self, events: list[dict[str, Any]]) -> None:
-        """Apply events in order: `assignment`, `exposure` and `outcome` insert (ignoring duplicates); `result`
-        fills an exposure's measurements. Results for exposures in the same batch are folded in first."""
+        """Apply events in order: `assignment`, `exposure` and `outcome` insert (ignoring duplicates);
+        `result` fills an exposure's measurements. Results for exposures in the same batch are
+        folded in first."""
         rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _TABLES}
         pending = {}
         for event in events:
@@ -137,11 +138,13 @@ def snapshot(store: TrafficStore, experiment_id: int, primary: str, *, weight: f
     metrics: dict[str, dict[str, Moments]] = {name: {} for name in (
         "error", "log_latency", "over_control_p95", "cost", "schema_failure", "refusal", primary)}
     recent = {}
-    control_p95 = _p95([e.latency_ms for e in by_arm.get("control", []) if e.http_status < 400 and e.latency_ms])
+    control_p95 = _p95([e.latency_ms for e in by_arm.get("control", [])
+                        if e.http_status < 400 and e.latency_ms])
     for arm, rows in by_arm.items():
         ok = [e for e in rows if e.http_status < 400]
         metrics["error"][arm] = Moments.of([float(e.http_status >= 500) for e in rows])
-        metrics["log_latency"][arm] = Moments.of([math.log(max(e.latency_ms, 1e-3)) for e in ok if e.latency_ms])
+        metrics["log_latency"][arm] = Moments.of([math.log(max(e.latency_ms, 1e-3))
+                                                  for e in ok if e.latency_ms])
         # p95 latency as a proportion: the share of requests slower than the control's p95 (5 % in control)
         metrics["over_control_p95"][arm] = Moments.of([float(e.latency_ms > control_p95) for e in ok
                                                        if e.latency_ms and control_p95 is not None])
@@ -155,7 +158,8 @@ def snapshot(store: TrafficStore, experiment_id: int, primary: str, *, weight: f
     for arm, value in store.outcomes(experiment_id, primary):
         scores.setdefault(arm, []).append(value)
     metrics[primary] = {arm: Moments.of(values) for arm, values in scores.items()}
-    units = {arm: len({e.unit_id for e in rows if aware(e.ts) >= step_started}) for arm, rows in by_arm.items()}
+    units = {arm: len({e.unit_id for e in rows if aware(e.ts) >= step_started})
+             for arm, rows in by_arm.items()}
     return Snapshot(weight, (now - started).total_seconds(), (now - step_started).total_seconds(), units,
                     metrics, recent)
 

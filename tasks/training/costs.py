@@ -35,13 +35,14 @@ class BudgetConfig(BaseModel):
     max_usd: float | None = Field(default=None, gt=0, description="stop before upload above this estimate")
     approve_above_usd: float | None = Field(
         default=None, ge=0, description="pause for approval in the Prefect UI above this estimate")
-    serving_hours: float = Field(default=730, ge=0, description="hours of hosting counted in the estimate where "
-                                                                "the tuned model is not served per token "
-                                                                "(730: a month)")
+    serving_hours: float = Field(default=730, ge=0, description="hours of hosting counted in the estimate "
+                                                                "where the tuned model is not served per "
+                                                                "token (730: a month)")
     hosting_usd_per_hour: float | None = Field(default=None, gt=0, description="your hosting price per hour "
                                                                                 "(default: the catalog's)")
     approval_timeout_s: int = Field(default=24 * 3600, gt=0)
-    approval_poll_s: int = Field(default=10, ge=1, description="how often the paused run checks for an answer")
+    approval_poll_s: int = Field(default=10, ge=1,
+                                 description="how often the paused run checks for an answer")
 
 
 class Serving(BaseModel):
@@ -71,8 +72,8 @@ def serving_cost(facts: ModelFacts | None, budget: BudgetConfig) -> Serving:
         return Serving(usd=None, basis="needs a dedicated endpoint; no hosting price in the catalog, set "
                                        "budget.hosting_usd_per_hour", hours=budget.serving_hours)
     where = "budget.hosting_usd_per_hour" if budget.hosting_usd_per_hour else f"catalog as of {facts.as_of}"
-    return Serving(usd=rate * budget.serving_hours, basis=f"dedicated hosting, {where}", hours=budget.serving_hours,
-                   usd_per_hour=rate)
+    return Serving(usd=rate * budget.serving_hours, basis=f"dedicated hosting, {where}",
+                   hours=budget.serving_hours, usd_per_hour=rate)
 
 
 class CostEstimate(BaseModel):
@@ -96,8 +97,8 @@ class CostEstimate(BaseModel):
         if self.training_usd is None:
             training = f"no training estimate ({self.basis})"
         else:
-            training = (f"${self.training_usd:,.2f} = {self.billable_tokens:,} tokens x {self.epochs} epochs x "
-                        f"${self.usd_per_1m_tokens:g}/1M ({self.basis})")
+            training = (f"${self.training_usd:,.2f} = {self.billable_tokens:,} tokens x {self.epochs} epochs "
+                        f"x ${self.usd_per_1m_tokens:g}/1M ({self.basis})")
         return training if self.serving.usd == 0 else f"{training}; hosting {self.serving.describe()}"
 
 
@@ -141,16 +142,18 @@ Ask = Callable[..., BudgetApproval | None]
 
 
 def check_budget(estimate: CostEstimate, budget: BudgetConfig, *, ask: Ask) -> BudgetApproval | None:
-    """Raise ConfigError above max_usd; above approve_above_usd, ask for approval (ApprovalDeclined if refused).
+    """Raise ConfigError above max_usd; above approve_above_usd, ask for approval.
 
-    Returns the approval when one was given. With no price known, the ceilings cannot be checked, so a
-    configured ceiling turns into a question for a person rather than a silent pass.
+    Raises ApprovalDeclined if refused. Returns the approval when one was given. With no price known, the
+    ceilings cannot be checked, so a configured ceiling turns into a question for a person rather than a
+    silent pass.
     """
     cost = estimate.total_usd
     if budget.max_usd is not None and cost is not None and cost > budget.max_usd:
-        raise ConfigError(f"budget.max_usd: the estimate {estimate.describe()} exceeds ${budget.max_usd:,.2f}; "
-                          "nothing was uploaded")
-    needs_approval = budget.approve_above_usd is not None and (cost is None or cost > budget.approve_above_usd)
+        raise ConfigError(f"budget.max_usd: the estimate {estimate.describe()} exceeds "
+                          f"${budget.max_usd:,.2f}; nothing was uploaded")
+    needs_approval = (budget.approve_above_usd is not None
+                      and (cost is None or cost > budget.approve_above_usd))
     if budget.max_usd is not None and cost is None:
         needs_approval = True
     if not needs_approval:
@@ -171,7 +174,8 @@ def _approval_markdown(estimate: CostEstimate, budget: BudgetConfig) -> str:
     rows = [("estimated training cost", cost), ("hosting", estimate.serving.describe()),
             ("total", _usd(estimate.total_usd)), ("billable tokens", tokens),
             ("epochs", str(estimate.epochs)),
-            ("price", "unknown" if estimate.usd_per_1m_tokens is None else f"${estimate.usd_per_1m_tokens:g} per 1M"),
+            ("price", "unknown" if estimate.usd_per_1m_tokens is None
+             else f"${estimate.usd_per_1m_tokens:g} per 1M"),
             ("basis", estimate.basis), ("approval threshold", _usd(budget.approve_above_usd)),
             ("hard ceiling", _usd(budget.max_usd))]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)

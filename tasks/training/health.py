@@ -1,7 +1,8 @@
 """Training health from the metrics a provider already returns: the classic failures, caught after the job.
 
     over-fitting      validation loss rising over the last part of the run while training loss still falls
-    flat              training loss that does not move (a learning rate too low, a broken dataset, a no-op job)
+    flat              training loss that does not move
+                      (a learning rate too low, a broken dataset, a no-op job)
     memorising        training loss near zero at the end
     too many epochs   more passes than the data size warrants (rules of thumb from practice)
 
@@ -89,7 +90,8 @@ def curve_findings(curve: Curve) -> list[Finding]:
     head, end = float(np.mean(curve.train[:edge])), float(np.mean(curve.train[-edge:]))
     if abs(head - end) <= _FLAT * max(abs(head), 1e-9):
         found.append(Finding("flat", f"training loss did not move ({head:.3f} -> {end:.3f} over {n} points)",
-                             "raise the learning rate, check the data reaches the trainer, or check the job ran"))
+                             "raise the learning rate, check the data reaches the trainer, "
+                             "or check the job ran"))
     elif end < _MEMORISED:
         found.append(Finding("memorising", f"training loss fell to {end:.4f}", "the model is memorising the "
                              "training set: fewer epochs or more (and more varied) data"))
@@ -102,8 +104,8 @@ def curve_findings(curve: Curve) -> list[Finding]:
         valid_slope, _ = _tail_slope(vx, vy)
         if low < len(vy) - 1 and rise > _RISE and valid_slope > 0 and train_slope < 0:
             found.append(Finding("overfitting", f"validation loss rose {rise:.0%} from its low at step "
-                                 f"{vx[low]:g} while training loss kept falling", "fewer epochs (stop near step "
-                                 f"{vx[low]:g}), a lower learning rate, or more data"))
+                                 f"{vx[low]:g} while training loss kept falling", "fewer epochs (stop near "
+                                 f"step {vx[low]:g}), a lower learning rate, or more data"))
     return found
 
 
@@ -152,7 +154,8 @@ def plot_png(curve: Curve, title: str) -> bytes:
 
 def render_markdown(health: Health, image: str | None) -> str:
     lines = [f"# Training health: {health.verdict.upper()}", "", f"{health.points} loss points read.", ""]
-    lines += [f"- **{f.code}**: {f.message}. {f.advice}." for f in health.findings] or ["- no known failure seen"]
+    lines += ([f"- **{f.code}**: {f.message}. {f.advice}." for f in health.findings]
+              or ["- no known failure seen"])
     if image:
         lines += ["", f"![loss curve]({image})", "", f"[loss curve PNG]({image})"]
     return "\n".join(lines) + "\n"

@@ -54,7 +54,8 @@ def remaining_s(status: JobStatus, now: datetime, seconds_per_step: float | None
     observed while watching (not from the job's start, which a re-attached run never saw)."""
     if status.estimated_finish is not None:
         return (status.estimated_finish - now).total_seconds()
-    if seconds_per_step and status.step is not None and status.total_steps and status.state is JobState.RUNNING:
+    if (seconds_per_step and status.step is not None and status.total_steps
+            and status.state is JobState.RUNNING):
         return seconds_per_step * (status.total_steps - status.step)
     return None
 
@@ -76,7 +77,8 @@ class StepRate:
         return self.seconds_per_step
 
 
-def next_interval(config: PollConfig, remaining: float | None, in_state_s: float, rng: random.Random) -> float:
+def next_interval(config: PollConfig, remaining: float | None, in_state_s: float,
+                  rng: random.Random) -> float:
     """Seconds to wait before the next poll."""
     if remaining is None:
         base = 0.1 * in_state_s

@@ -26,9 +26,10 @@ class JobReport:
     def event(self, name: str, status: JobStatus, **payload: object) -> None:
         self._emit(event=f"loraflow.job.{name}",
                    resource={"prefect.resource.id": f"loraflow.job.{status.job.job_id}",
-                             "prefect.resource.name": status.job.job_id, "loraflow.provider": status.job.provider},
-                   payload={"state": status.state.value, "vendor_state": status.vendor_state, "step": status.step,
-                            "total_steps": status.total_steps, **payload})
+                             "prefect.resource.name": status.job.job_id,
+                             "loraflow.provider": status.job.provider},
+                   payload={"state": status.state.value, "vendor_state": status.vendor_state,
+                            "step": status.step, "total_steps": status.total_steps, **payload})
 
     def observed(self, status: JobStatus, remaining_s: float | None) -> None:
         loss = status.metrics.get("train_loss")
@@ -48,10 +49,12 @@ class JobReport:
         if FlowRunContext.get() is None and TaskRunContext.get() is None:
             return
         percent = 100.0 if status.state is JobState.SUCCEEDED else (
-            100.0 * status.step / status.total_steps if status.step is not None and status.total_steps else 0.0)
+            100.0 * status.step / status.total_steps if status.step is not None and status.total_steps
+            else 0.0)
         description = f"job {status.job.job_id}: {text}"
         if self._artifact is None:
-            self._artifact = create_progress_artifact(percent, key="finetune-progress", description=description)
+            self._artifact = create_progress_artifact(percent, key="finetune-progress",
+                                                      description=description)
         else:
             update_progress_artifact(self._artifact, percent, description=description)
 

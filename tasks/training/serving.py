@@ -1,7 +1,7 @@
 """Serving a tuned model before it is evaluated, where the provider needs that (providers.base.ServesModels).
 
-Serving may bill by the hour (Bedrock provisioned throughput), so it is recorded in the run manifest before and
-after the call and named after the submission key: a re-run finds the same serving instead of paying for a
+Serving may bill by the hour (Bedrock provisioned throughput), so it is recorded in the run manifest before
+and after the call and named after the submission key: a re-run finds the same serving instead of paying for a
 second. When the offline decision does not accept the candidate, the serving is deleted; an accepted one stays
 up for the canary and the gateway, and the log says that it keeps billing.
 """
@@ -39,7 +39,8 @@ def serve_model(provider: Provider, model: ModelRef, run: RunDir, submission_key
 
 
 @task(name="release-serving", **PROVIDER_CALL)
-def release_serving(provider: Provider, model: ModelRef, served: ModelRef, decision: Decision, run: RunDir) -> None:
+def release_serving(provider: Provider, model: ModelRef, served: ModelRef, decision: Decision,
+                    run: RunDir) -> None:
     """Delete the candidate's serving unless the decision accepted it (then it stays, and keeps billing)."""
     if not isinstance(provider, ServesModels) or served.model_id == model.model_id:
         return

@@ -70,7 +70,8 @@ def submit_job(provider: Provider, spec: TrainingSpec, data: DatasetRef, registr
         if record is not None and record.job_id is not None:
             if JobState(record.state or "pending") not in _RETRYABLE_END:
                 milestone("submit", "re-attaching to job %s (%s)", record.job_id, record.state or "submitted")
-                return JobRef(provider=provider.name, job_id=record.job_id, idempotency_key=record.idempotency_key)
+                return JobRef(provider=provider.name, job_id=record.job_id,
+                              idempotency_key=record.idempotency_key)
             attempt = record.attempt + 1
             idempotency_key = f"{key[:40]}-a{attempt}"
             if registry.claim_job(idempotency_key=idempotency_key, submission_key=key, attempt=attempt,
@@ -90,8 +91,8 @@ def submit_job(provider: Provider, spec: TrainingSpec, data: DatasetRef, registr
         time.sleep(WAIT_POLL_S)  # another live run holds the claim: wait for its job id
 
 
-def _create(provider: Provider, spec: TrainingSpec, data: DatasetRef, registry: Registry, idempotency_key: str,
-            attempt: int) -> JobRef:
+def _create(provider: Provider, spec: TrainingSpec, data: DatasetRef, registry: Registry,
+            idempotency_key: str, attempt: int) -> JobRef:
     job = provider.create_job(spec, data, idempotency_key=idempotency_key)
     registry.job_created(job)
     milestone("submit", "created job %s (attempt %d)", job.job_id, attempt)

@@ -20,10 +20,10 @@ from prefect import task
 from providers.base import JobRef, JobState, JobStatus, Provider
 from providers.errors import JobFailed, UnexpectedProviderResponse
 from tasks.policy import PROVIDER_CALL
-from tasks.training.polling import PollConfig, StallWatch, StepRate, next_interval, remaining_s
 from tasks.progress import milestone
-from tasks.training.report import JobReport
 from tasks.registry import Registry
+from tasks.training.polling import PollConfig, StallWatch, StepRate, next_interval, remaining_s
+from tasks.training.report import JobReport
 
 
 # NO_CACHE (in PROVIDER_CALL): a poll must always ask the provider afresh
@@ -84,7 +84,8 @@ class JobWatcher:
                  elapsed_s: float) -> None:
         if stalled == "stalled":
             self.report.event("stalled", status, stalled_for_s=stalled_for_s)
-            milestone("train", "warning: job %s made no progress for %.0f s", status.job.job_id, stalled_for_s)
+            milestone("train", "warning: job %s made no progress for %.0f s", status.job.job_id,
+                      stalled_for_s)
         elif stalled == "cancel":
             self._cancel(provider, status, f"no progress for {stalled_for_s:.0f} s (poll.on_stall=cancel)")
         if elapsed_s >= self.config.max_wait_s:
@@ -110,7 +111,8 @@ def wait_for_job(provider: Provider, job: JobRef, config: PollConfig, registry: 
 
 def _outcome(status: JobStatus) -> JobStatus:
     if status.state is not JobState.SUCCEEDED:
-        raise JobFailed(status.job.job_id, status.state.value, status.message, data_at_fault=status.data_at_fault)
+        raise JobFailed(status.job.job_id, status.state.value, status.message,
+                        data_at_fault=status.data_at_fault)
     if status.model is None:
         raise UnexpectedProviderResponse(status.job.provider,
                                          f"job {status.job.job_id} succeeded without a model id")

@@ -1,9 +1,9 @@
 """The Prefect UI end to end: a real `prefect server` with its UI, `loraflow serve`, and headless Chromium.
 
 The finetune deployment is started from the UI's custom run form, the run completes, and its eval report is
-opened from the Artifacts tab. Screenshots go to a directory the test prints (and, with LORAFLOW_SCREENSHOTS set,
-to runs/browser-screenshots/ or the directory it names). Chromium is Debian's (`.ci/run` installs it); Playwright
-drives it, since Playwright's own browser download is not reachable here.
+opened from the Artifacts tab. Screenshots go to a directory the test prints (and, with LORAFLOW_SCREENSHOTS
+set, to runs/browser-screenshots/ or the directory it names). Chromium is Debian's (`.ci/run` installs it);
+Playwright drives it, since Playwright's own browser download is not reachable here.
 """
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ import pytest
 import yaml
 
 from cli.deployments import REPO, read_specs
+from tests.cli.test_deployments import _wait_healthy, free_port
 from tests.conftest import QUICKSTART
 from tests.flows.pipelines import TARGET_ONLY
-from tests.cli.test_deployments import _wait_healthy, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -51,8 +52,10 @@ def served(tmp_path: Path) -> Iterator[str]:
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "LORAFLOW_HOME": str(tmp_path / "loraflow")}
     spec = read_specs()[0]
-    pipeline = {**spec.parameters["pipeline"], "provider": {"name": "fake"}, "run_root": str(tmp_path / "runs"),
-                "data": {**spec.parameters["pipeline"]["data"], "path": str(QUICKSTART / "data" / "bullets.jsonl")},
+    pipeline = {**spec.parameters["pipeline"], "provider": {"name": "fake"},
+                "run_root": str(tmp_path / "runs"),
+                "data": {**spec.parameters["pipeline"]["data"],
+                         "path": str(QUICKSTART / "data" / "bullets.jsonl")},
                 "poll": {"min_interval_s": 0.01, "max_interval_s": 0.05}}
     pipeline["eval"] = {**pipeline["eval"], "suites": TARGET_ONLY}
     prefect_file = tmp_path / "prefect.yaml"
@@ -67,8 +70,9 @@ def served(tmp_path: Path) -> Iterator[str]:
     serving = None
     try:
         _wait_healthy(env["PREFECT_API_URL"], server)
-        serving = subprocess.Popen([sys.executable, "-m", "cli.app", "serve", "--prefect-file", str(prefect_file)],
-                                   env=env, cwd=REPO, stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT)
+        serving = subprocess.Popen([sys.executable, "-m", "cli.app", "serve", "--prefect-file",
+                                    str(prefect_file)], env=env, cwd=REPO,
+                                   stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT)
         yield ui
     finally:
         for process in (serving, server):
@@ -154,5 +158,5 @@ def test_finetune_from_the_ui_run_form_completes_with_its_eval_report(served: st
             browser.close()
             _keep(shots)
     assert sorted(p.name for p in shots.glob("0*.png")) == [
-        "01-deployment-run-form.png", "02-flow-run-running.png", "03-flow-run-completed.png", "04-artifacts.png",
-        "05-eval-report.png"]
+        "01-deployment-run-form.png", "02-flow-run-running.png", "03-flow-run-completed.png",
+        "04-artifacts.png", "05-eval-report.png"]

@@ -31,14 +31,16 @@ def test_the_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/health", timeout=1) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/health",
+                                            timeout=1) as response:
                     assert json.loads(response.read())["status"] == "ok"
                     break
             except OSError:
                 time.sleep(0.1)
         else:
             pytest.fail("the emulator did not answer within 30 s")
-        listing = urllib.request.Request(f"http://127.0.0.1:{port}/v1/files", headers={"Authorization": "Bearer k"})
+        listing = urllib.request.Request(f"http://127.0.0.1:{port}/v1/files",
+                                         headers={"Authorization": "Bearer k"})
         with urllib.request.urlopen(listing, timeout=5) as response:
             assert json.loads(response.read())["object"] == "list"
     finally:
@@ -54,7 +56,9 @@ def test_config_schema_prints_json_schema() -> None:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"provider__name": "sagemaker"}, "provider.name: unknown provider 'sagemaker'; allowed values: bedrock, fake, local, openai, together, vertex"),
+    ({"provider__name": "sagemaker"},
+     ("provider.name: unknown provider 'sagemaker'; allowed values: bedrock, fake, local, openai, "
+      "together, vertex")),
     ({"data__path": "nowhere.jsonl"}, "data.path: no such file"),
     ({"training__lora_rank": 8}, "training.lora_rank: unknown key"),
 ])

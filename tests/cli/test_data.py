@@ -19,20 +19,23 @@ TWO_USERS = json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": 
 
 def test_check_json_prints_one_object_per_diagnostic_then_a_summary(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "d.jsonl", [*distinct(12), "{bad", TWO_USERS])
-    result = runner.invoke(app, ["check", str(source), "--provider", "bedrock", "--model", "amazon.nova-lite-v1:0",
-                                 "--json"])
+    result = runner.invoke(app, ["check", str(source), "--provider", "bedrock", "--model",
+                                 "amazon.nova-lite-v1:0", "--json"])
     assert result.exit_code == 2
     objects = [json.loads(raw) for raw in result.stdout.splitlines()]
     assert objects[0] == {"line": 13, "code": "invalid_json", "severity": "error",
                           "message": "Expecting property name enclosed in double quotes at column 2"}
-    assert objects[1]["line"] == 14 and objects[1]["code"] == "role_order" and objects[1]["severity"] == "error"
+    assert objects[1]["line"] == 14 and objects[1]["code"] == "role_order" and \
+        objects[1]["severity"] == "error"
     assert all(set(o) == {"line", "code", "severity", "message"} for o in objects[:-1])
     summary = objects[-1]["summary"]
-    assert (summary["status"], summary["errors"], summary["target"]["format"]) == ("blocked", 2, "bedrock-converse")
+    assert (summary["status"], summary["errors"], summary["target"]["format"]) == \
+        ("blocked", 2, "bedrock-converse")
 
 
 def test_check_passes_clean_data_and_prints_the_report(tmp_path: Path) -> None:
-    source = write_jsonl(tmp_path / "d.jsonl", [*distinct(30), line("mail me at ann@example.com", "- Will do")])
+    source = write_jsonl(tmp_path / "d.jsonl",
+                         [*distinct(30), line("mail me at ann@example.com", "- Will do")])
     result = runner.invoke(app, ["check", str(source), "--model", "gpt-4o-mini-2024-07-18"])
     assert result.exit_code == 0, result.output
     assert "**ready**" in result.stdout
@@ -46,8 +49,8 @@ def test_check_mistakes_are_one_line_with_exit_2(tmp_path: Path) -> None:
     unknown = runner.invoke(app, ["check", str(source), "--provider", "acme"])
     assert unknown.exit_code == 2
     assert unknown.stderr.strip().splitlines() == [
-        ("error: no training format for provider 'acme'; allowed values: bedrock, fake, local, openai, together, "
-        "vertex")]
+        ("error: no training format for provider 'acme'; allowed values: bedrock, fake, local, openai, "
+         "together, vertex")]
 
 
 def test_prepare_runs_the_data_step_of_a_pipeline(tmp_path: Path) -> None:

@@ -76,8 +76,8 @@ def run_and_wait(env: dict[str, str], deployment: str, parameters: dict, timeout
         "print(json.dumps({'state': run.state.type.value, 'artifacts': kinds}))\n")
     import json
 
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(parameters)], env=env, capture_output=True,
-                          text=True, timeout=timeout_s + 30, check=True)
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(parameters)], env=env,
+                          capture_output=True, text=True, timeout=timeout_s + 30, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -115,8 +115,9 @@ def test_deploy_then_a_worker_runs_a_triggered_flow(server: dict[str, str], tmp_
     assert "registered finetune, quarterly-retrain, daily-monitor" in deployed.stdout
     assert registered(server) == {spec.name: [spec.entrypoint, [s.cron for s in spec.schedules]]
                                   for spec in read_specs()}
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "loraflow-process",
-                               "--limit", "1"], env=own_home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool",
+                               "loraflow-process", "--limit", "1"],
+                              env=own_home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         result = run_and_wait(server, "finetune/finetune", {"pipeline": fast_pipeline(tmp_path)})
     finally:

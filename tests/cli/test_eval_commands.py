@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from cli import evaluate as eval_command
 from cli import judge as judge_command
-from providers.base import JobState, PreparedDataset
 from emulator import EmulatorServer, Timeline
+from providers.base import JobState, PreparedDataset
 from providers.openai.adapter import OpenAIProvider
 from tasks.evaluation.store import EvalStore
 from tasks.registry import Registry
@@ -57,7 +57,8 @@ def tuned_model_on_the_emulator(home: Path) -> str:
     fast = Timeline(validating_s=0.01, queued_s=0.01, steps=3, step_s=0.01)
     with EmulatorServer(state_dir=home / "emulator", timeline=fast) as server:
         provider = OpenAIProvider.from_options({}, base_url=server.base_url, api_key="k")
-        data = PreparedDataset(train_path=QUICKSTART / "data" / "bullets.jsonl", sha256="d" * 64, train_examples=640)
+        data = PreparedDataset(train_path=QUICKSTART / "data" / "bullets.jsonl", sha256="d" * 64,
+                               train_examples=640)
         job = provider.create_job(SPEC.model_copy(update={"suffix": "cli"}), provider.upload(data),
                                   idempotency_key="cli-test")
         for _ in range(200):
@@ -68,7 +69,8 @@ def tuned_model_on_the_emulator(home: Path) -> str:
     raise AssertionError("the emulator job did not finish")
 
 
-def test_eval_alone_accepts_a_real_fine_tune_and_a_rerun_pays_nothing(tmp_path: Path, loraflow_home: Path) -> None:
+def test_eval_alone_accepts_a_real_fine_tune_and_a_rerun_pays_nothing(tmp_path: Path,
+                                                                      loraflow_home: Path) -> None:
     model = tuned_model_on_the_emulator(loraflow_home)
     pipeline = pipeline_file(tmp_path, suites=target_suites(tmp_path, "five_verb_bullets", "exact_match"))
     first = runner.invoke(root, ["eval", str(pipeline), "--candidate", model, "--json"])
@@ -76,7 +78,8 @@ def test_eval_alone_accepts_a_real_fine_tune_and_a_rerun_pays_nothing(tmp_path: 
     decision = json.loads(first.stdout[first.stdout.index("{"):])
     assert decision["outcome"] == "accept" and decision["rules_version"] == "rules-v1"
     assert decision["primary"] == "target/five_verb_bullets"
-    assert any("floor effect" in note for note in decision["notes"])  # the imitations cannot answer general items
+    # the imitations cannot answer general items
+    assert any("floor effect" in note for note in decision["notes"])
     runs = sorted((tmp_path / "runs" / "quickstart").iterdir())
     manifest = json.loads((runs[0] / "manifest.json").read_text())
     assert manifest["evaluation"]["usage"]["calls"] == 2 * (100 + 150)
@@ -84,12 +87,14 @@ def test_eval_alone_accepts_a_real_fine_tune_and_a_rerun_pays_nothing(tmp_path: 
     second = runner.invoke(root, ["eval", str(pipeline), "--candidate", model, "--fail-unless-accepted"])
     assert second.exit_code == 0, second.output
     assert "ACCEPT" in second.stdout
-    manifest = json.loads((sorted((tmp_path / "runs" / "quickstart").iterdir())[1] / "manifest.json").read_text())
+    manifest = json.loads((sorted((tmp_path / "runs" / "quickstart").iterdir())[1]
+                           / "manifest.json").read_text())
     assert manifest["evaluation"]["usage"]["calls"] == 0
 
 
 def test_eval_reports_bad_input_in_one_line(tmp_path: Path, loraflow_home: Path) -> None:
-    pipeline = pipeline_file(tmp_path, suites=[{"name": "x", "items": "missing.jsonl", "graders": [{"name": "match"}]}])
+    pipeline = pipeline_file(tmp_path, suites=[{"name": "x", "items": "missing.jsonl",
+                                                "graders": [{"name": "match"}]}])
     result = runner.invoke(root, ["eval", str(pipeline), "--candidate", "m"])
     assert result.exit_code == 2
     assert "eval.suites.0.items: no such file" in result.output
@@ -156,13 +161,15 @@ def test_judge_calibrate_stores_kappa_with_the_grader_version(tmp_path: Path, lo
             ("Ask someone else.", "fail"), ("Water from the cloud layer.", "fail")]  # one disagreement
     labels.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "Why does it rain?"}],
                                           "output": out, "label": lab}) + "\n" for out, lab in rows))
-    result = runner.invoke(root, ["judge", "calibrate", str(pipeline), str(labels), "--grader", "style/llm_judge"])
+    result = runner.invoke(root, ["judge", "calibrate", str(pipeline), str(labels), "--grader",
+                                  "style/llm_judge"])
     assert result.exit_code == 0, result.output
     assert "0.615" in result.output and "80.0%" in result.output  # p_o 0.8, p_e 0.48
     store = EvalStore(Registry.open().engine)
     from tasks.evaluation.graders.judge import POINTWISE, SYSTEM, template_sha256
     sha = template_sha256(SYSTEM, POINTWISE, "Mentions clouds?", 5, 4)
-    assert store.calibration("llm_judge", "1", "gpt-4o-2024-08-06", sha)["kappa"] == pytest.approx(0.6154, abs=1e-4)
+    assert store.calibration("llm_judge", "1", "gpt-4o-2024-08-06", sha)["kappa"] == \
+        pytest.approx(0.6154, abs=1e-4)
     strict = runner.invoke(root, ["judge", "calibrate", str(pipeline), str(labels), "--grader", "llm_judge",
                                   "--min-kappa", "0.7"])
     assert strict.exit_code == 3

@@ -9,8 +9,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli.app import app
-from flows.config import load_pipeline
 from cli.readiness import Readiness, diagnose
+from flows.config import load_pipeline
 from tasks.evaluation.config import EvalConfig
 
 RECIPES = Path(__file__).resolve().parents[2] / "examples" / "recipes"
@@ -37,12 +37,13 @@ def test_an_example_is_ready_apart_from_its_tiny_data() -> None:
 
 def test_missing_key_retiring_model_no_suites_and_no_budget_are_each_reported_with_a_fix() -> None:
     r = readiness("format-strict", endpoint=None, eval=EvalConfig(),
-                  budget=load_pipeline(RECIPES / "dsl" / "pipeline.yaml").budget.model_copy(update={"max_usd": None}))
+                  budget=load_pipeline(RECIPES / "dsl" / "pipeline.yaml").budget.model_copy(
+                      update={"max_usd": None}))
     findings = diagnose(r, environ={}, today=date(2026, 12, 1))
     found = by_check(findings)
     assert found["credentials"] == [("fail", "OPENAI_API_KEY is not set")]
-    assert ("warn", "gpt-4.1-nano-2025-04-14 takes no new fine-tuning jobs after 2027-01-06, within 90 days") \
-        in found["base model"]
+    assert ("warn", ("gpt-4.1-nano-2025-04-14 takes no new fine-tuning jobs after 2027-01-06, "
+                     "within 90 days")) in found["base model"]
     assert found["evaluation"][0][0] == "fail" and found["budget"][0][0] == "warn"
     assert all(f.fix for f in findings if f.level != "ok")
     ok = by_check(diagnose(r, environ={"OPENAI_API_KEY": "sk-x"}, today=date(2027, 2, 1)))

@@ -1,6 +1,7 @@
 """Every recipe example end to end on the emulator: format-strict in detail (OpenAI adapter, structured-output
-decoding, training-health warnings reaching the decision), the other four on a small eval set, each deciding on
-its recipe's own metric. What the decisions say comes from the emulator's imitation models, not from real ones."""
+decoding, training-health warnings reaching the decision), the other four on a small eval set, each deciding
+on its recipe's own metric. What the decisions say comes from the emulator's imitation models, not from real
+ones."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 import yaml
 from prefect.artifacts import Artifact
 
+from emulator import EmulatorServer
 from flows.config import load_pipeline
 from flows.finetune import finetune
-from emulator import EmulatorServer
 
 RECIPES = Path(__file__).resolve().parents[2] / "examples" / "recipes"
 RECIPE = RECIPES / "format-strict"
@@ -23,7 +24,8 @@ RECIPE = RECIPES / "format-strict"
 def test_the_format_strict_recipe_runs_and_warns_about_its_epochs(tmp_path: Path) -> None:
     config = yaml.safe_load((RECIPE / "pipeline.yaml").read_text())
     config["data"]["path"] = str(RECIPE / config["data"]["path"])
-    config["training"]["epochs"] = 12  # the user's key wins over the preset's 3, and is too many for 80 examples
+    # the user's key wins over the preset's 3, and is too many for 80 examples
+    config["training"]["epochs"] = 12
     config.update(run_root=str(tmp_path / "runs"), poll={"min_interval_s": 0.01, "max_interval_s": 0.05,
                                                          "max_wait_s": 120})
     path = tmp_path / "pipeline.yaml"
@@ -49,7 +51,8 @@ OTHERS = {"voice-match": "voice/llm_pairwise", "dsl": "target/syntax_check", "di
 
 @pytest.mark.usefixtures("prefect_api")
 @pytest.mark.parametrize("recipe", list(OTHERS))
-def test_every_other_recipe_runs_and_decides_on_its_own_metric(recipe: str, tmp_path: Path, emulator: EmulatorServer,
+def test_every_other_recipe_runs_and_decides_on_its_own_metric(recipe: str, tmp_path: Path,
+                                                               emulator: EmulatorServer,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     root = RECIPES / recipe
     config = yaml.safe_load((root / "pipeline.yaml").read_text())
@@ -74,8 +77,8 @@ def test_every_other_recipe_runs_and_decides_on_its_own_metric(recipe: str, tmp_
     assert manifest["config"]["recipe"] == recipe
     assert summary.decision.primary == OTHERS[recipe]
     if recipe == "voice-match":
-        # an imitation model cannot judge: every verdict is unusable and the gate refuses to decide (the pairwise
-        # judge itself is tested with scripted judges in tests/tasks/evaluation/test_judge.py)
+        # an imitation model cannot judge: every verdict is unusable and the gate refuses to decide (the
+        # pairwise judge itself is tested with scripted judges in tests/tasks/evaluation/test_judge.py)
         assert summary.decision.outcome == "invalid" and "infra" in summary.decision.reason
     else:
         assert summary.decision.outcome != "invalid", summary.decision.reason

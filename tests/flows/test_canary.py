@@ -10,9 +10,9 @@ import numpy as np
 from prefect.flow_runs import resume_flow_run
 
 from flows.canary import canary
+from tasks.registry import Registry
 from tasks.release.canary import Breakers, CanaryPolicy
 from tasks.release.models import ModelRegistry
-from tasks.registry import Registry
 from tasks.release.traffic import TrafficStore
 from tests.flows.pipelines import paused_run_id
 
@@ -28,13 +28,15 @@ def _setup(tmp_path: Path, weight: float) -> tuple[str, ModelRegistry, int]:
     return url, models, models.start_experiment("bot", {}).id
 
 
-def _traffic(url: str, experiment: int, arms: dict[str, int], error: dict[str, float], scores: dict[str, float]):
+def _traffic(url: str, experiment: int, arms: dict[str, int], error: dict[str, float],
+             scores: dict[str, float]):
     rng, now, events = np.random.default_rng(0), time.time(), []
     for arm, n in arms.items():
         for i in range(n):
             rid = f"{arm}-{i}"
-            events.append({"kind": "exposure", "request_id": rid, "experiment_id": experiment, "unit_id": f"{arm}{i}",
-                           "arm": arm, "served_model": arm, "fallback": False, "ts": now - 60})
+            events.append({"kind": "exposure", "request_id": rid, "experiment_id": experiment,
+                           "unit_id": f"{arm}{i}", "arm": arm, "served_model": arm, "fallback": False,
+                           "ts": now - 60})
             events.append({"kind": "result", "request_id": rid, "latency_ms": 100.0, "cost_usd": 0.001,
                            "http_status": 500 if rng.random() < error[arm] else 200, "refusal": False})
             events.append({"kind": "outcome", "id": f"o-{rid}", "request_id": rid, "type": "judge_score",

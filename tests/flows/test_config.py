@@ -41,10 +41,13 @@ def test_the_quickstart_pipeline_loads_with_paths_resolved() -> None:
 @pytest.mark.parametrize(("config", "message"), [
     (with_("training", epochs=0), "training.epochs: input should be greater than or equal to 1"),
     (with_("training", lora_rank=8), "training.lora_rank: unknown key"),
-    (with_("provider", name="sagemaker"), "provider.name: unknown provider 'sagemaker'; allowed values: bedrock, fake, local, openai, together, vertex"),
+    (with_("provider", name="sagemaker"),
+     ("provider.name: unknown provider 'sagemaker'; allowed values: bedrock, fake, local, openai, "
+      "together, vertex")),
     (with_("data", eval_fraction=1.5), "data.eval_fraction: input should be less than 1"),
     ({k: v for k, v in BASE.items() if k != "training"}, "training: required key is missing"),
-    (with_("provider", options={"stall": "maybe"}), "provider.options.stall: input should be a valid boolean"),
+    (with_("provider", options={"stall": "maybe"}),
+     "provider.options.stall: input should be a valid boolean"),
     (with_("eval", primary="judge"), "eval.primary: 'judge' is not one of the graders; allowed values"),
     (with_("eval", decoding={"temperature": "hot"}), "eval.decoding.temperature"),
     ({**BASE, "name": "Has Spaces"}, "name: string should match pattern"),
@@ -60,7 +63,8 @@ def test_unknown_grader_and_bad_grader_params(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"eval.graders.0: grader 'bleu' is unknown; allowed graders"):
         load_pipeline(write(tmp_path, with_("eval", graders=[{"name": "bleu"}])))
     with pytest.raises(ConfigError, match=r"eval.graders.0: grader 'bullets'"):
-        load_pipeline(write(tmp_path, with_("eval", graders=[{"name": "bullets", "params": {"count": "five"}}])))
+        load_pipeline(write(tmp_path, with_("eval", graders=[{"name": "bullets",
+                                                              "params": {"count": "five"}}])))
 
 
 def test_missing_files_and_broken_yaml(tmp_path: Path) -> None:

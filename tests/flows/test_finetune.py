@@ -93,6 +93,7 @@ def test_the_quickstart_runs_on_the_cloud_providers_through_the_emulator(name: s
     assert summary.decision.outcome == "accept", summary.decision.reason
     manifest = json.loads((summary.run_dir / "manifest.json").read_text())
     assert manifest["training"]["provider"] == name and manifest["model"]["model_id"] == summary.model_id
-    if name == "bedrock":  # a custom model answers only once served: an on-demand deployment, kept when accepted
+    if name == "bedrock":
+        # a custom model answers only once served: an on-demand deployment, kept when accepted
         assert manifest["serving"]["state"] == "kept"
         assert ":custom-model-deployment/" in manifest["serving"]["served_as"]

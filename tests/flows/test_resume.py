@@ -47,7 +47,8 @@ def start(path: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def kill_when(process: subprocess.Popen, emulator: EmulatorServer, reached: Callable[[Counters], bool]) -> None:
+def kill_when(process: subprocess.Popen, emulator: EmulatorServer,
+              reached: Callable[[Counters], bool]) -> None:
     deadline = time.monotonic() + 120
     while not reached(emulator.state.counters):
         assert process.poll() is None, f"the run ended before the boundary:\n{process.stdout.read()}"
@@ -76,7 +77,8 @@ def test_a_rerun_after_a_kill_pays_for_one_upload_and_one_job(boundary: str, tmp
         assert "ACCEPT" in rerun.stdout
         usage = _evaluation_usage(tmp_path)
         assert counters["completions"] - answered_before == usage["calls"]
-        # a killed evaluation is paid once: only answers in flight at the kill (at most eval.concurrency) twice
+        # a killed evaluation is paid once: only answers in flight at the kill
+        # (at most eval.concurrency) twice
         assert counters["completions"] <= usage["calls"] + usage["cache_hits"] + CONCURRENCY
         assert (usage["cache_hits"] > 0) == (boundary == "mid-eval")
 

@@ -1,7 +1,9 @@
-"""The retrain and monitor flows on the shared Prefect API, with scripted fake models on a frozen eval set of 60 items.
+"""The retrain and monitor flows on the shared Prefect API, with scripted fake models on a frozen eval set
+of 60 items.
 
 The champion was trained on old, prose-styled data; the new data teaches the five-verb-bullet format. So a
-retrain beats the champion; whether it beats the newest base depends on whether that base already knows the task.
+retrain beats the champion; whether it beats the newest base depends on whether that base already knows the
+task.
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ from typer.testing import CliRunner
 from cli.app import app
 from flows.config import Pipeline
 from flows.retrain import retrain
-from tasks.release.models import ModelRegistry
-from tasks.registry import Registry
 from tasks.lifecycle.retrain import LEDGER
+from tasks.registry import Registry
+from tasks.release.models import ModelRegistry
 from tests.conftest import write_jsonl
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-TOPICS = [f"{a} {b}" for a in ("garden", "kitchen", "garage", "office", "studio", "attic", "basement", "balcony",
-                               "library", "workshop")
+TOPICS = [f"{a} {b}" for a in ("garden", "kitchen", "garage", "office", "studio", "attic", "basement",
+                               "balcony", "library", "workshop")
           for b in ("renovation", "cleanup", "budget", "party", "move", "inventory")]
 VERBS = ["Define", "List", "Pick", "Schedule", "Review", "Book", "Call", "Write", "Check", "Buy", "Clean",
          "Measure", "Ask", "Compare", "Set", "Track", "Prepare", "Practice", "Read"]
@@ -61,13 +63,16 @@ def world(tmp_path: Path) -> dict:
     (champion_run / "data").mkdir(parents=True)
     write_jsonl(champion_run / "data" / "train.jsonl",
                 [chat(f"Tell me about the {t}.", prose(rng, t)) for t in TOPICS])
-    write_jsonl(champion_run / "data" / "eval.jsonl", [chat(f"Plan the {t} for me.", bullets(rng, t)) for t in TOPICS])
+    write_jsonl(champion_run / "data" / "eval.jsonl",
+                [chat(f"Plan the {t} for me.", bullets(rng, t)) for t in TOPICS])
     new = tmp_path / "incoming"
     new.mkdir()
-    write_jsonl(new / "2026-q4.jsonl", [chat(f"Plan the {t}, step by step.", bullets(rng, t)) for t in TOPICS])
+    write_jsonl(new / "2026-q4.jsonl",
+                [chat(f"Plan the {t}, step by step.", bullets(rng, t)) for t in TOPICS])
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     models = ModelRegistry(Registry.open(url))
-    models.register("planner", "champion-v1", provider="fake", base_model="fake-base-1", eval_run=str(champion_run))
+    models.register("planner", "champion-v1", provider="fake", base_model="fake-base-1",
+                    eval_run=str(champion_run))
     models.set_alias("planner", "champion", 1, weight=1.0, reason="launch")
     return {"url": url, "champion_train": champion_run / "data" / "train.jsonl", "new": new / "2026-q4.jsonl",
             "models": models, "runs": tmp_path / "runs"}
@@ -114,14 +119,17 @@ def test_a_base_that_caught_up_wins_and_nothing_is_promoted(world: dict, loraflo
     assert vs_champion["outcome"] == "accept"  # it would have beaten the champion: the base is why it stops
 
 
-def test_the_monitor_alerts_on_a_drifted_window_and_sees_the_base_close_the_gap(world: dict, loraflow_home: Path,
+def test_the_monitor_alerts_on_a_drifted_window_and_sees_the_base_close_the_gap(world: dict,
+                                                                                  loraflow_home: Path,
                                                                                   tmp_path: Path) -> None:
     window = tmp_path / "window.jsonl"
-    write_jsonl(window, [json.dumps({"prompt": f"Draft clause {i} of the indemnification agreement between the "
-                                               "licensor and licensee, covering liability caps and arbitration."})
+    write_jsonl(window, [json.dumps({"prompt": f"Draft clause {i} of the indemnification agreement between "
+                                               "the licensor and licensee, covering liability caps and "
+                                               "arbitration."})
                          for i in range(60)])
     config = pipeline(world, {"champion-v1": str(world["champion_train"]), "fake-base-2": str(world["new"])})
-    raw = config.model_dump(mode="json") | {"monitor": {"inputs": [str(window)], "newest_base": "fake-base-2"}}
+    raw = config.model_dump(mode="json") | {"monitor": {"inputs": [str(window)],
+                                                         "newest_base": "fake-base-2"}}
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["monitor", str(tmp_path / "pipeline.yaml")])
     assert result.exit_code == 1, result.output  # an alert fails the command, so cron or CI notices
@@ -130,5 +138,6 @@ def test_the_monitor_alerts_on_a_drifted_window_and_sees_the_base_close_the_gap(
     assert any(line.startswith("warn gap: the newest base fake-base-2 has closed the gap") for line in lines)
     report = Path(lines[-1].removeprefix("report: "))
     assert report.read_text().startswith("# Monitor planner: ALERT")
-    assert json.loads((report.parent / "manifest.json").read_text())["monitor"]["drift"][0]["level"] == "alert"
+    assert json.loads((report.parent / "manifest.json").read_text())["monitor"]["drift"][0]["level"] == \
+        "alert"
     assert "input drift on prompt_tokens" in Artifact.get("monitor-report").data

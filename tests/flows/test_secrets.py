@@ -69,7 +69,8 @@ def test_a_planted_key_is_in_no_log_artifact_parameter_or_file(tmp_path: Path, p
     assert any("decision: ACCEPT" in text for _, text in prefect)  # ... and the runs' logs in Prefect
     leaks += [name for name, text in prefect if PLANTED in text or WRONG in text]
     leaks += [name for name, text in (("good output", good.stdout + good.stderr),
-                                      ("bad output", bad.stdout + bad.stderr)) if PLANTED in text or WRONG in text]
+                                      ("bad output", bad.stdout + bad.stderr))
+              if PLANTED in text or WRONG in text]
     assert not leaks
 
 

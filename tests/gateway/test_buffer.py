@@ -1,4 +1,5 @@
-"""The exposure buffer loses nothing when its database fails and comes back, overflows, or is closed mid-outage."""
+"""The exposure buffer loses nothing when its database fails and comes back, overflows, or is closed
+mid-outage."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ import pytest
 from gateway.app import create_app
 from gateway.server import build_gateway
 from providers.loopback import ThreadedServer
+from tasks.registry import Registry
 from tasks.release.ab import arm_for, bucket
 from tasks.release.models import ModelRegistry
-from tasks.registry import Registry
 from tasks.release.traffic import TrafficStore
 from tests.gateway.upstream import upstream_app
 
@@ -36,8 +36,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     gateway = build_gateway(registry, [KEY], spill_path=home / "spill.jsonl", flush_interval_s=0.05)
     server = ThreadedServer(create_app(gateway)).start()
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0)
-    yield {"client": client, "gateway": gateway, "experiment": experiment, "models": models, "url": server.url,
-           "store": TrafficStore(registry.engine), "upstream": upstream, "base_url": base_url, "registry": registry}
+    yield {"client": client, "gateway": gateway, "experiment": experiment, "models": models,
+           "url": server.url, "store": TrafficStore(registry.engine), "upstream": upstream,
+           "base_url": base_url, "registry": registry}
     server.stop()
     gateway.exposures.close()
     gateway.routes.close()
@@ -63,7 +64,8 @@ def test_plain_and_streamed_requests_reach_the_chosen_arm(world):
     assert pinned.choices[0].message.content == "hello from base-m"
     assert world["gateway"].exposures.flush()
     alice = [e for e in world["store"].exposures(world["experiment"].id) if e.unit_id == "alice"]
-    assert len(alice) == 2 and {e.arm for e in alice} == {headers["x-loraflow-arm"]}  # pinned calls are not exposures
+    # pinned calls are not exposures
+    assert len(alice) == 2 and {e.arm for e in alice} == {headers["x-loraflow-arm"]}
     assert sum(e.ttft_ms is not None for e in alice) == 1 and all(e.completion_tokens == 5 for e in alice)
 
 
@@ -77,7 +79,8 @@ def test_users_split_by_weight_and_stay_put(world):
     assert again == {user: arms[user] for user in users[:40]}
     assert world["gateway"].exposures.flush()
     logged = {e.request_id: e for e in world["store"].exposures(experiment.id)}
-    assert len(logged) >= 340 and all(e.latency_ms is not None and e.http_status == 200 for e in logged.values())
+    assert len(logged) >= 340 and all(e.latency_ms is not None and e.http_status == 200
+                                      for e in logged.values())
     assert {e.unit_id: e.arm for e in logged.values() if e.unit_id in arms} == {u: arms[u] for u in arms}
     assert all(e.cost_usd == pytest.approx((7 * 1.0 + 5 * 2.0) / 1e6) for e in logged.values())
 
@@ -89,7 +92,8 @@ def test_a_broken_challenger_falls_back_and_stays_treatment(world, tmp_path: Pat
     models.set_alias("helper", "champion", 2, weight=1.0, reason="release")
     models.set_alias("helper", "challenger", broken.version, weight=1.0, reason="all traffic to the canary")
     experiment = models.start_experiment("helper", {})
-    answer = world["client"].chat.completions.create(model="helper", user="bob", response_format={"type": "json_object"},
+    answer = world["client"].chat.completions.create(model="helper", user="bob",
+                                                     response_format={"type": "json_object"},
                                                      messages=[{"role": "user", "content": "hi"}])
     assert answer.choices[0].message.content == '{"served_by": "base-h"}'
     assert world["gateway"].exposures.flush()
@@ -106,7 +110,8 @@ def test_keys_feedback_and_unknown_models(world):
         world["client"].chat.completions.create(model="nobody", messages=[{"role": "user", "content": "hi"}])
     headers, _ = _ask(world["client"], "carol")
     sent = httpx.post(f"{world['url']}/v1/feedback", headers={"authorization": f"Bearer {KEY}"},
-                      json={"request_id": headers["x-loraflow-request-id"], "type": "judge_score", "value": 4})
+                      json={"request_id": headers["x-loraflow-request-id"], "type": "judge_score",
+                            "value": 4})
     assert sent.status_code == 202
     bad = httpx.post(f"{world['url']}/v1/feedback", headers={"authorization": f"Bearer {KEY}"},
                      json={"request_id": "r", "type": "stars"})

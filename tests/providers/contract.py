@@ -111,6 +111,7 @@ class ProviderContract:
         *prompt, answer = json.loads(first)["messages"]
         decoding = Decoding(max_tokens=256)
         assert provider.infer(tuned, prompt, decoding).text == answer["content"]
-        base = ModelRef(provider=provider.name, model_id=self.spec.base_model, base_model=self.spec.base_model)
+        base = ModelRef(provider=provider.name, model_id=self.spec.base_model,
+                        base_model=self.spec.base_model)
         completion = provider.infer(base, prompt, decoding)
         assert completion.text and completion.text != answer["content"]

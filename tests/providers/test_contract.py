@@ -38,7 +38,8 @@ class TestOpenAIOnEmulator(ProviderContract):
         return OpenAIProvider(client, OpenAIOptions(file_poll_interval_s=0.02))
 
     def throttle_get_job(self, provider: OpenAIProvider) -> None:
-        self._emulator.state.faults.add(FaultRule("GET /v1/fine_tuning/jobs/*", "rate_limit", retry_after=0.05))
+        self._emulator.state.faults.add(FaultRule("GET /v1/fine_tuning/jobs/*", "rate_limit",
+                                                  retry_after=0.05))
 
     @pytest.fixture(autouse=True)
     def _keep_emulator(self, emulator: EmulatorServer) -> None:

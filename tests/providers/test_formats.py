@@ -10,8 +10,7 @@ import jsonschema
 import pytest
 
 from providers.errors import ConfigError
-from providers.formats import FormatProblem, Severity, all_codes, training_format
-from providers.formats import turn_roles
+from providers.formats import FormatProblem, Severity, all_codes, training_format, turn_roles
 
 TEXT = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}},
         "additionalProperties": False}
@@ -19,7 +18,8 @@ OPENAI_LINE = {
     "type": "object", "required": ["messages"], "additionalProperties": False,
     "properties": {"messages": {"type": "array", "minItems": 1, "items": {
         "type": "object", "required": ["role"],
-        "properties": {"role": {"enum": ["system", "user", "assistant", "tool"]}, "weight": {"enum": [0, 1]}}}},
+        "properties": {"role": {"enum": ["system", "user", "assistant", "tool"]},
+                       "weight": {"enum": [0, 1]}}}},
         "tools": {"type": "array"}, "parallel_tool_calls": {"type": "boolean"}},
 }
 CONVERSE_LINE = {
@@ -30,7 +30,8 @@ CONVERSE_LINE = {
                        "properties": {"role": {"enum": ["user", "assistant"]},
                                       "content": {"type": "array", "items": TEXT, "minItems": 1}}}}},
 }
-PROMPT_COMPLETION_LINE = {"type": "object", "required": ["prompt", "completion"], "additionalProperties": False,
+PROMPT_COMPLETION_LINE = {"type": "object", "required": ["prompt", "completion"],
+                          "additionalProperties": False,
                           "properties": {"prompt": {"type": "string", "minLength": 1},
                                          "completion": {"type": "string", "minLength": 1}}}
 GEMINI_LINE = {
@@ -39,7 +40,8 @@ GEMINI_LINE = {
                                          "properties": {"parts": {"type": "array", "items": TEXT}}},
                    "contents": {"type": "array", "items": {
                        "type": "object", "required": ["role", "parts"], "additionalProperties": False,
-                       "properties": {"role": {"enum": ["user", "model"]}, "parts": {"type": "array", "minItems": 1}}}}},
+                       "properties": {"role": {"enum": ["user", "model"]},
+                                      "parts": {"type": "array", "minItems": 1}}}}},
 }
 TOGETHER_LINE = {"type": "object", "required": ["messages"], "additionalProperties": False,
                  "properties": {"messages": {"type": "array", "items": {
@@ -113,16 +115,20 @@ def test_alternation_is_an_error_only_where_the_vendor_requires_it(provider: str
                                                                    severity: Severity) -> None:
     problems = training_format(provider, model).check(TWO_USERS)
     assert [(p.code, p.severity) for p in problems] == [("role_order", severity)]
-    assert problems[0].message.startswith("two 'user' turns in a row (turn 2); user and assistant must alternate")
+    assert problems[0].message.startswith("two 'user' turns in a row (turn 2); user and assistant must "
+                                          "alternate")
 
 
 def test_vendor_rules_on_tools_and_weights() -> None:
     nova = training_format("bedrock", "amazon.nova-lite-v1:0")
     assert nova.check(TOOLS) == [FormatProblem("tools_unsupported", Severity.ERROR,
-                                               "Bedrock fine-tuning does not train on tool calls or tool results")]
-    assert [p.code for p in nova.check(example(("user", "a"), ("assistant", "b"), weight=True))] == ["weight_ignored"]
+                                               "Bedrock fine-tuning does not train on tool calls or "
+                                               "tool results")]
+    assert [p.code for p in nova.check(example(("user", "a"), ("assistant", "b"), weight=True))] == \
+        ["weight_ignored"]
     together = training_format("together", "m")
-    assert "weight" not in together.convert(example(("user", "a"), ("assistant", "b"), weight=True))["messages"][1]
+    assert "weight" not in together.convert(example(("user", "a"), ("assistant", "b"),
+                                                    weight=True))["messages"][1]
     assert training_format("openai", "x").check(TOOLS) == []
 
 
@@ -131,6 +137,7 @@ def test_a_tool_exchange_counts_as_one_assistant_turn() -> None:
 
 
 def test_unknown_provider_is_a_config_error_and_codes_are_listed() -> None:
-    with pytest.raises(ConfigError, match="no training format for provider 'acme'; allowed values: bedrock, fake"):
+    with pytest.raises(ConfigError,
+                       match="no training format for provider 'acme'; allowed values: bedrock, fake"):
         training_format("acme", "m")
     assert {"role_order", "tools_unsupported", "weight_ignored", "multi_turn_flattened"} <= all_codes()

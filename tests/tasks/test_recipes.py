@@ -1,4 +1,5 @@
-"""Recipe presets: resolution under the user's file, every example pipeline, and the recipe-specific graders."""
+"""Recipe presets: resolution under the user's file, every example pipeline, and the recipe-specific
+graders."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from flows.config import load_pipeline
 from providers.base import Completion, Decoding, ModelRef
 from providers.errors import ConfigError
 from providers.openai.adapter import OpenAIProvider
-from tasks.evaluation.teacher import compare_against_teacher
 from tasks.evaluation.config import EvalConfig, GateConfig
 from tasks.evaluation.graders import build_grader
 from tasks.evaluation.items import EvalItem, load_items
+from tasks.evaluation.teacher import compare_against_teacher
 from tasks.recipes import apply_recipe, deep_merge, recipes
 from tasks.rundir import RunDir
 
@@ -59,11 +60,13 @@ def test_the_users_keys_win_and_lists_are_replaced_whole(tmp_path: Path) -> None
     raw = yaml.safe_load((RECIPES / "safety" / "pipeline.yaml").read_text())
     raw["training"].update(epochs=1, lora_r=4)
     raw["data"]["path"] = str(RECIPES / "safety" / "data" / "train.jsonl")
-    raw["eval"]["suites"] = [{**s, "items": str(RECIPES / "safety" / s["items"])} for s in raw["eval"]["suites"]]
+    raw["eval"]["suites"] = [{**s, "items": str(RECIPES / "safety" / s["items"])}
+                             for s in raw["eval"]["suites"]]
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(raw))
     pipeline = load_pipeline(path)
-    assert (pipeline.training.epochs, pipeline.training.lora_r, pipeline.training.learning_rate) == (1, 4, 5e-5)
+    assert (pipeline.training.epochs, pipeline.training.lora_r, pipeline.training.learning_rate) == \
+        (1, 4, 5e-5)
     assert deep_merge({"a": {"b": [1, 2], "c": 1}}, {"a": {"b": [3]}}) == {"a": {"b": [3], "c": 1}}
 
 
@@ -72,7 +75,8 @@ def test_an_unknown_recipe_names_the_allowed_ones(tmp_path: Path) -> None:
     raw["recipe"] = "summarise"
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match=r"unknown recipe 'summarise'; allowed values: format-strict, voice-match"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown recipe 'summarise'; allowed values: format-strict, voice-match"):
         load_pipeline(path)
 
 
@@ -146,7 +150,8 @@ class ByModel:
 
 
 def test_distillation_compares_the_candidate_with_the_teacher_too(tmp_path: Path) -> None:
-    assert load_pipeline(RECIPES / "distillation" / "pipeline.yaml").eval.teacher.endswith("70B-Instruct-Reference")
+    assert load_pipeline(RECIPES / "distillation" / "pipeline.yaml").eval.teacher.endswith(
+        "70B-Instruct-Reference")
     references = {f"capital of country {i}": f"city {i}" for i in range(10)}
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}], "reference": a}) + "\n"

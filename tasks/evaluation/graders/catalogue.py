@@ -126,7 +126,8 @@ class _LlmPairwise(_Params):
 
 
 class _Refusal(_Params):
-    expect: Literal["refuse", "comply"] | None = Field(default=None, description="else each item's metadata.expect")
+    expect: Literal["refuse", "comply"] | None = Field(default=None,
+                                                       description="else each item's metadata.expect")
     use_judge: bool = False
 
 
@@ -179,11 +180,13 @@ _CATALOGUE: dict[str, _Entry] = {
                                                      for r in p.rules))),
     "json_parse": _Entry(_JsonParse, lambda p, j: JsonParse(p.mode)),
     "json_schema": _Entry(_JsonSchema, lambda p, j: JsonSchema(p.schema_, p.fenced)),
-    "field_accuracy": _Entry(_FieldAccuracy, lambda p, j: FieldAccuracy(p.ordered_lists, p.fenced, p.pass_at)),
+    "field_accuracy": _Entry(_FieldAccuracy,
+                             lambda p, j: FieldAccuracy(p.ordered_lists, p.fenced, p.pass_at)),
     "llm_judge": _Entry(_LlmJudge, _rubric, lambda p: True),
-    "llm_pairwise": _Entry(_LlmPairwise, lambda p, j: PairwiseJudge(j, **({"criteria": p.criteria} if p.criteria
-                                                                          else {})), lambda p: True),
-    "refusal": _Entry(_Refusal, lambda p, j: Refusal(p.expect, j if p.use_judge else None), lambda p: p.use_judge),
+    "llm_pairwise": _Entry(_LlmPairwise, lambda p, j: PairwiseJudge(
+        j, **({"criteria": p.criteria} if p.criteria else {})), lambda p: True),
+    "refusal": _Entry(_Refusal, lambda p, j: Refusal(p.expect, j if p.use_judge else None),
+                      lambda p: p.use_judge),
     "latency": _Entry(_Latency, lambda p, j: Latency(p.max_ms)),
     "syntax_check": _Entry(_SyntaxCheck, lambda p, j: SyntaxCheck(tuple(p.command) if p.command else None,
                                                                   p.function, p.timeout_s, p.fenced)),
@@ -219,7 +222,8 @@ def needs_judge(name: str, params: dict[str, Any]) -> bool:
 
 
 def build_grader(name: str, /, judge: Judge | None = None, **params: Any) -> Grader | PairGrader:
-    """The grader called `name`, configured by `params`; judge graders need `judge` (ConfigError if absent)."""
+    """The grader called `name`, configured by `params`; judge graders need `judge` (ConfigError if
+    absent)."""
     entry = _entry(name)
     checked = grader_params(name, params)
     if entry.needs_judge(checked) and judge is None:

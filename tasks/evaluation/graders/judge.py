@@ -172,8 +172,9 @@ class RubricJudge:
         return template_sha256(SYSTEM, POINTWISE, self.rubric, self.scale, self.pass_score)
 
     def messages(self, item: EvalItem, answer_text: str) -> list[Message]:
-        user = POINTWISE.format(conversation=conversation_text(item.messages), reference=item.reference or "(none)",
-                                answer=answer_text, rubric=self.rubric, scale=self.scale)
+        user = POINTWISE.format(conversation=conversation_text(item.messages),
+                                reference=item.reference or "(none)", answer=answer_text, rubric=self.rubric,
+                                scale=self.scale)
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
     def _parse(self, text: str) -> _Vote:
@@ -215,8 +216,8 @@ class PairwiseJudge:
         return template_sha256(SYSTEM, PAIRWISE, self.criteria)
 
     def messages(self, item: EvalItem, answer_a: str, answer_b: str) -> list[Message]:
-        user = PAIRWISE.format(conversation=conversation_text(item.messages), answer_a=answer_a, answer_b=answer_b,
-                               criteria=self.criteria)
+        user = PAIRWISE.format(conversation=conversation_text(item.messages), answer_a=answer_a,
+                               answer_b=answer_b, criteria=self.criteria)
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
     @staticmethod
@@ -236,7 +237,8 @@ class PairwiseJudge:
     def grade_pair(self, item: EvalItem, candidate: Completion, base: Completion) -> GraderResult:
         provenance = {"judge_model": self.judge.model.model_id, "prompt_sha256": self.prompt_sha256}
         forward, unread_ab, error = self._order(item, candidate.text, base.text)
-        backward, unread_ba, error = (None, [], error) if error else self._order(item, base.text, candidate.text)
+        backward, unread_ba, error = ((None, [], error) if error
+                                      else self._order(item, base.text, candidate.text))
         if error:
             return GraderResult.failed(self, error, unreadable=unread_ab + unread_ba, **provenance)
         as_candidate = {"A": "candidate", "B": "base", "TIE": "tie"}

@@ -83,7 +83,8 @@ class Match:
 
     number: the last number in the answer (thousands separators allowed) equals the reference within a
             relative tolerance of 1e-6;
-    choice: the answer starts with the option letter ("B", "B.", "(B)", "**B**", "B) Paris"), case-insensitive;
+    choice: the answer starts with the option letter ("B", "B.", "(B)", "**B**", "B) Paris"),
+            case-insensitive;
     text:   the normalised answer, stripped of surrounding quotes and punctuation, equals the normalised
             reference or one of `metadata.accept`.
     `answer_type: auto` reads the type from the item's `metadata.answer_type` (default text).

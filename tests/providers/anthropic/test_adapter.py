@@ -20,7 +20,8 @@ from providers.errors import (
     UnexpectedProviderResponse,
 )
 
-MODEL = ModelRef(provider="anthropic", model_id="claude-haiku-4-5-20251001", base_model="claude-haiku-4-5-20251001")
+MODEL = ModelRef(provider="anthropic", model_id="claude-haiku-4-5-20251001",
+                 base_model="claude-haiku-4-5-20251001")
 
 
 def chat_for(handler: Callable[[httpx2.Request], httpx2.Response]) -> AnthropicChat:
@@ -52,8 +53,8 @@ def test_infer_sends_system_apart_and_no_sampling_parameters() -> None:
     assert body["messages"] == [{"role": "user", "content": "first\n\nsecond"}]
     assert body["stop_sequences"] == ["END"]
     assert not {"temperature", "top_p", "top_k", "seed"} & set(body)
-    assert (completion.text, completion.finish_reason, completion.prompt_tokens, completion.completion_tokens) == (
-        '{"score": 5}', "stop", 42, 7)
+    assert (completion.text, completion.finish_reason, completion.prompt_tokens,
+            completion.completion_tokens) == ('{"score": 5}', "stop", 42, 7)
     assert completion.model_id == MODEL.model_id and completion.latency_ms > 0
 
 
@@ -89,7 +90,8 @@ def test_http_errors_map_to_the_error_tree(status: int, error: type) -> None:
 
 def test_retry_after_ms_wins_and_connection_errors_are_transient() -> None:
     headers = {"retry-after-ms": "250", "retry-after": "1"}
-    chat = chat_for(lambda request: httpx2.Response(429, json={"error": {"message": "slow down"}}, headers=headers))
+    chat = chat_for(lambda request: httpx2.Response(429, json={"error": {"message": "slow down"}},
+                                                    headers=headers))
     with pytest.raises(TransientProviderError) as raised:
         chat.infer(MODEL, [{"role": "user", "content": "q"}], Decoding())
     assert raised.value.retry_after == 0.25

@@ -48,6 +48,6 @@ def dataset(tmp_path: Path, quickstart_lines: list[str]) -> PreparedDataset:
 
 
 def local_provider(work_dir: Path, **knobs) -> LocalProvider:
-    options = {"micro_batch_size": 4, "learning_rate": 0.01, "lora_r": 4, "lora_alpha": 8, "sequence_len": 256,
-               **knobs}
+    options = {"micro_batch_size": 4, "learning_rate": 0.01, "lora_r": 4, "lora_alpha": 8,
+               "sequence_len": 256, **knobs}
     return LocalProvider(LocalOptions(work_dir=work_dir, **options))

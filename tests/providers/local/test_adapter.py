@@ -57,7 +57,8 @@ def test_the_adapter_ships_with_its_tokenizer_and_a_merged_model_that_matches(tr
     provider, job, status = trained
     adapter = provider.work_dir / "jobs" / job.job_id / "adapter"
     names = {p.name for p in adapter.iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "chat_template.jinja"} <= names
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
+            "chat_template.jinja"} <= names
     assert (adapter / "adapter_model.safetensors").stat().st_mode & 0o044 == 0o044
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 4
     assert status.metrics["merge_max_logit_diff"] < 1e-4
@@ -70,7 +71,8 @@ def test_inference_serves_base_and_adapter_greedily_from_a_cache(trained, tiny_b
     decoding = Decoding(max_tokens=12)
     base = ModelRef(provider="local", model_id=str(tiny_base), base_model=str(tiny_base))
     tuned = provider.infer(status.model, prompt, decoding)
-    assert tuned == provider.infer(status.model, prompt, decoding).model_copy(update={"latency_ms": tuned.latency_ms})
+    assert tuned == provider.infer(status.model, prompt, decoding).model_copy(
+        update={"latency_ms": tuned.latency_ms})
     assert tuned.completion_tokens > 0 and tuned.model_id == status.model.model_id
     assert provider.infer(base, prompt, decoding).model_id == str(tiny_base)
     assert len(provider._generator._cache) == 2
@@ -133,8 +135,10 @@ def test_serve_model_plans_vllm_with_the_adapter_and_writes_a_compose_file(train
     result = CliRunner().invoke(app, ["serve-model", str(job_dir), "--dry-run", "--name", "bullets"])
     assert result.exit_code == 0, result.output
     served = json.loads((job_dir / "serve.json").read_text())
-    assert served["command"][:3] == ["vllm", "serve", json.loads((job_dir / "job.json").read_text())["base_path"]]
-    assert f"bullets={job_dir / 'adapter'}" in served["command"] and "--max-lora-rank" not in served["command"]
+    assert served["command"][:3] == ["vllm", "serve",
+                                     json.loads((job_dir / "job.json").read_text())["base_path"]]
+    assert f"bullets={job_dir / 'adapter'}" in served["command"] and \
+        "--max-lora-rank" not in served["command"]
     assert "/adapters/bullets:ro" in (job_dir / "compose.yaml").read_text()
     wide = ServePlan(name="x", base="b", adapter=job_dir / "adapter", rank=24, port=8000)
     assert wide.command()[-2:] == ["--max-lora-rank", "32"]
@@ -150,8 +154,10 @@ def test_with_an_endpoint_inference_goes_to_the_openai_compatible_server(tmp_pat
 
     class VLLM(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            seen.append({"path": self.path, **json.loads(self.rfile.read(int(self.headers["Content-Length"])))})
-            body = json.dumps({"choices": [{"message": {"content": "- Pick a date"}, "finish_reason": "stop"}],
+            seen.append({"path": self.path,
+                         **json.loads(self.rfile.read(int(self.headers["Content-Length"])))})
+            body = json.dumps({"choices": [{"message": {"content": "- Pick a date"},
+                                            "finish_reason": "stop"}],
                                "usage": {"prompt_tokens": 7, "completion_tokens": 4}}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))

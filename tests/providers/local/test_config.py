@@ -20,8 +20,8 @@ def resolved(options: dict, spec: TrainingSpec = SPEC) -> TrainConfig:
 
 
 def test_axolotl_keys_and_spec_fields_merge_into_one_config() -> None:
-    cfg = resolved({"lora_alpha": 32, "gradient_accumulation_steps": 4, "warmup_steps": 3, "sequence_len": 512,
-                    "lora_target_modules": "all-linear"})
+    cfg = resolved({"lora_alpha": 32, "gradient_accumulation_steps": 4, "warmup_steps": 3,
+                    "sequence_len": 512, "lora_target_modules": "all-linear"})
     assert (cfg.num_epochs, cfg.learning_rate, cfg.lora_r, cfg.lora_alpha) == (2, 0.001, 16, 32)
     assert (cfg.gradient_accumulation_steps, cfg.warmup_steps, cfg.sequence_len) == (4, 3, 512)
     assert cfg.lora_target_modules == "all-linear" and cfg.adapter == "lora"
@@ -58,5 +58,6 @@ def test_check_spec_refuses_epochs_beyond_the_range_and_bad_tiny_names() -> None
 
 def test_unsloth_without_unsloth_installed_is_a_clean_config_error() -> None:
     provider = get_provider("local", {"work_dir": "/tmp/unused", "backend": "unsloth"})
-    with pytest.raises(ConfigError, match="needs 'unsloth', which is not installed: install it in its own venv"):
+    with pytest.raises(ConfigError,
+                       match="needs 'unsloth', which is not installed: install it in its own venv"):
         provider.check_spec(SPEC)

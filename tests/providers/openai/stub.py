@@ -51,7 +51,8 @@ class OpenAIStub:
             ("POST", r"/files", self._upload),
             ("GET", r"/files", lambda req: _page([self._file(fid) for fid in reversed(self.files)])),
             ("GET", r"/files/([^/]+)", lambda req, fid: _json(self._file(fid))),
-            ("GET", r"/files/([^/]+)/content", lambda req, fid: httpx2.Response(200, content=self.files[fid])),
+            ("GET", r"/files/([^/]+)/content",
+             lambda req, fid: httpx2.Response(200, content=self.files[fid])),
             ("POST", r"/fine_tuning/jobs", self._create),
             ("GET", r"/fine_tuning/jobs", self._list),
             ("GET", r"/fine_tuning/jobs/([^/]+)", self._retrieve),
@@ -79,13 +80,15 @@ class OpenAIStub:
             return _error(400, f"Invalid file ID: {body['training_file']}")
         job_id = f"ftjob-{next(self._ids)}"
         self.jobs[job_id] = {"id": job_id, "object": "fine_tuning.job", "created_at": len(self.jobs),
-                             "model": body["model"], "training_file": body["training_file"], "status": _SCRIPT[0],
+                             "model": body["model"], "training_file": body["training_file"],
+                             "status": _SCRIPT[0],
                              "metadata": body.get("metadata"), "fine_tuned_model": None, "error": None,
                              "suffix": body.get("suffix"), "result_files": []}
         return _json(self.jobs[job_id])
 
     def _list(self, request: httpx2.Request) -> httpx2.Response:
-        wanted = {k[len("metadata["):-1]: v for k, v in request.url.params.multi_items() if k.startswith("metadata[")}
+        wanted = {k[len("metadata["):-1]: v for k, v in request.url.params.multi_items()
+                  if k.startswith("metadata[")}
         jobs = [j for j in reversed(self.jobs.values())
                 if all((j["metadata"] or {}).get(k) == v for k, v in wanted.items())]
         return _page(jobs)
@@ -127,7 +130,8 @@ class OpenAIStub:
         return _json({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
                       "choices": [{"index": 0, "finish_reason": "stop",
                                    "message": {"role": "assistant", "content": text}}],
-                      "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 2}})
+                      "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()),
+                                "total_tokens": 2}})
 
 
 def _json(body: dict[str, Any]) -> httpx2.Response:

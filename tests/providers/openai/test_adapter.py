@@ -85,8 +85,8 @@ def test_connection_errors_and_torn_bodies_are_transient_unknown_shapes_unexpect
 def test_failed_job_reports_the_message_and_blames_the_data() -> None:
     error = {"code": "invalid_training_file", "message": "line 3: missing messages", "param": "training_file"}
     status = provider_for(lambda req: httpx2.Response(200, json=job_body("failed", error=error))).get_job(JOB)
-    assert (status.state, status.message, status.data_at_fault) == (JobState.FAILED, "line 3: missing messages",
-                                                                  True)
+    assert (status.state, status.message, status.data_at_fault) == \
+        (JobState.FAILED, "line 3: missing messages", True)
 
 
 SFT_LINE = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
@@ -183,10 +183,12 @@ def test_a_lost_create_with_no_job_behind_it_stays_transient() -> None:
 
 def test_checks_follow_the_catalog_ranges() -> None:
     provider = provider_for(lambda req: httpx2.Response(500))
-    with pytest.raises(ConfigError, match=r"training.epochs: OpenAI allows 1 to 50 .*catalog, as of 2026-11-28"):
+    with pytest.raises(ConfigError,
+                       match=r"training.epochs: OpenAI allows 1 to 50 .*catalog, as of 2026-11-28"):
         provider.check_spec(TrainingSpec(base_model="gpt-4o-mini-2024-07-18", epochs=60))
     zero = OpenAIProvider(provider.client, OpenAIOptions(learning_rate_multiplier=0))
-    with pytest.raises(ConfigError, match="provider.options.learning_rate_multiplier: OpenAI allows more than 0"):
+    with pytest.raises(ConfigError,
+                       match="provider.options.learning_rate_multiplier: OpenAI allows more than 0"):
         zero.check_spec(TrainingSpec(base_model="gpt-4o-mini-2024-07-18"))
     assert "not in the catalog" in provider.check_spec(TrainingSpec(base_model="ft:gpt-4o-mini:acme::x1"))[0]
 
@@ -212,7 +214,8 @@ def test_past_service_dates_only_warn_off_openai_so_the_offline_quickstart_keeps
         OpenAIProvider(vendor, today=lambda: date(2027, 2, 1)).check_spec(spec)
     emulator = openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:8765/v1")
     warnings = OpenAIProvider(emulator, today=lambda: date(2027, 2, 1)).check_spec(spec)
-    assert len(warnings) == 2 and all(w.endswith("(not refused: this endpoint is not OpenAI's)") for w in warnings)
+    assert len(warnings) == 2 and all(w.endswith("(not refused: this endpoint is not OpenAI's)")
+                                      for w in warnings)
 
 
 def test_paused_job_reports_its_frozen_step() -> None:
@@ -242,7 +245,8 @@ def test_success_without_a_model_id_keeps_the_job_running() -> None:
 def test_success_resolves_the_model_and_the_final_checkpoint_metrics() -> None:
     def handler(req: httpx2.Request) -> httpx2.Response:
         if req.url.path.endswith("/checkpoints"):
-            checkpoint = {"id": "c", "object": "fine_tuning.job.checkpoint", "created_at": 1, "step_number": 9,
+            checkpoint = {"id": "c", "object": "fine_tuning.job.checkpoint", "created_at": 1,
+                          "step_number": 9,
                           "fine_tuning_job_id": "ftjob-1", "fine_tuned_model_checkpoint": "ft:x:ckpt-step-9",
                           "metrics": {"step": 9, "train_loss": 0.2, "full_valid_loss": 0.3}}
             return httpx2.Response(200, json={"object": "list", "data": [checkpoint], "has_more": False})
@@ -257,7 +261,8 @@ def test_success_resolves_the_model_and_the_final_checkpoint_metrics() -> None:
 
 
 def test_the_result_csv_becomes_a_loss_curve() -> None:
-    csv_text = "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,1.5,0.4,,\n2,1.1,0.6,1.2,0.5\n"
+    csv_text = ("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n"
+                "1,1.5,0.4,,\n2,1.1,0.6,1.2,0.5\n")
 
     def handler(req: httpx2.Request) -> httpx2.Response:
         if req.url.path == "/v1/files/file-r/content":
@@ -266,7 +271,8 @@ def test_the_result_csv_becomes_a_loss_curve() -> None:
 
     assert provider_for(handler).loss_curve(JOB) == [
         {"step": 1.0, "train_loss": 1.5, "train_accuracy": 0.4},
-        {"step": 2.0, "train_loss": 1.1, "train_accuracy": 0.6, "valid_loss": 1.2, "valid_mean_token_accuracy": 0.5}]
+        {"step": 2.0, "train_loss": 1.1, "train_accuracy": 0.6, "valid_loss": 1.2,
+         "valid_mean_token_accuracy": 0.5}]
     assert provider_for(lambda req: httpx2.Response(200, json=job_body("running"))).loss_curve(JOB) == []
 
 

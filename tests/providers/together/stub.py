@@ -25,9 +25,11 @@ _SCRIPT = ["pending", "running", "completed"]
 _TERMINAL = ("completed", "error", "user_error", "cancelled")
 LIMITS = {"model_name": "", "default_gradient_accumulation_steps": 1,
           "lora_training": {"default_rank": 8, "max_rank": 64, "min_batch_size": 8, "max_batch_size": 32,
-                            "max_batch_size_dpo": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+                            "max_batch_size_dpo": 16,
+                            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
           "full_training": None, "max_learning_rate": 0.01, "min_learning_rate": 1e-6, "max_num_epochs": 20,
-          "max_num_evals": 10, "max_num_checkpoints": 10, "max_seq_length_sft": 8192, "max_seq_length_dpo": 4096,
+          "max_num_evals": 10, "max_num_checkpoints": 10, "max_seq_length_sft": 8192,
+          "max_seq_length_dpo": 4096,
           "min_max_seq_length": 512, "merge_output_lora": True, "supports_full_training": False,
           "supports_tools": True, "supports_vision": False, "supports_reasoning": False}
 
@@ -80,7 +82,8 @@ class TogetherStub:
 
     def _start_upload(self, request: httpx.Request) -> httpx.Response:
         file_id = f"file-{next(self._ids)}"
-        return httpx.Response(302, headers={"Location": f"{UPLOAD_URL}/{file_id}", "X-Together-File-Id": file_id})
+        return httpx.Response(302, headers={"Location": f"{UPLOAD_URL}/{file_id}",
+                                            "X-Together-File-Id": file_id})
 
     def _receive(self, request: httpx.Request) -> httpx.Response:
         self.files[request.url.path.rsplit("/", 1)[-1]] = request.read()
@@ -95,17 +98,20 @@ class TogetherStub:
         body = json.loads(request.content)
         self.bodies.append(body)
         job_id = f"ft-{next(self._ids)}"
-        self.jobs[job_id] = {"id": job_id, "status": _SCRIPT[0], "created_at": f"2026-11-28T00:00:{len(self.jobs):02d}Z",
+        self.jobs[job_id] = {"id": job_id, "status": _SCRIPT[0],
+                             "created_at": f"2026-11-28T00:00:{len(self.jobs):02d}Z",
                              "updated_at": "2026-11-28T00:00:00Z", "model": body["model"],
                              "training_file": body["training_file"], "suffix": body.get("suffix"),
-                             "model_output_name": f"stub/{body['model'].rsplit('/', 1)[-1]}-{body.get('suffix')}",
+                             "model_output_name": f"stub/{body['model'].rsplit('/', 1)[-1]}-"
+                                                  f"{body.get('suffix')}",
                              "total_steps": 2}
         return httpx.Response(200, json=self.jobs[job_id])
 
     def _retrieve(self, request: httpx.Request, jid: str) -> httpx.Response:
         if self.throttle_next:
             self.throttle_next = False
-            return httpx.Response(429, json={"error": {"message": "slow down"}}, headers={"retry-after": "0.05"})
+            return httpx.Response(429, json={"error": {"message": "slow down"}},
+                                  headers={"retry-after": "0.05"})
         job = self.jobs.get(jid)
         if job is None:
             return httpx.Response(404, json={"error": {"message": f"job {jid} not found"}})
@@ -130,5 +136,6 @@ class TogetherStub:
         text = imitation.reply(body["messages"])
         return httpx.Response(200, json={
             "id": "chat-1", "object": "chat.completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 2}})

@@ -25,8 +25,8 @@ from providers.together.adapter import STATES, TogetherOptions, TogetherProvider
 from tests.providers.together.stub import BASE_URL, TogetherStub
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
-SPEC = TrainingSpec(base_model=LLAMA, epochs=2, learning_rate=1e-4, lora_r=16, lora_alpha=32, lora_dropout=0.05,
-                    lora_target_modules=["q_proj", "v_proj"], seed=7, suffix="demo")
+SPEC = TrainingSpec(base_model=LLAMA, epochs=2, learning_rate=1e-4, lora_r=16, lora_alpha=32,
+                    lora_dropout=0.05, lora_target_modules=["q_proj", "v_proj"], seed=7, suffix="demo")
 API = f"{BASE_URL}/v1"
 SFT_LINE = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
 DPO_LINE = {"input": {"messages": [{"role": "user", "content": "q"}]},
@@ -50,8 +50,8 @@ def with_file(stub: TogetherStub, line: dict) -> DatasetRef:
 
 
 def job_json(status: str, **fields: object) -> dict:
-    return {"id": "ft-1", "status": status, "created_at": "2026-11-28T00:00:00Z", "updated_at": "2026-11-28T00:00:00Z",
-            "model": LLAMA, **fields}
+    return {"id": "ft-1", "status": status, "created_at": "2026-11-28T00:00:00Z",
+            "updated_at": "2026-11-28T00:00:00Z", "model": LLAMA, **fields}
 
 
 # -- status table ----------------------------------------------------------------------------------
@@ -64,7 +64,8 @@ def test_the_status_table_covers_every_status_the_sdk_knows() -> None:
 
 
 def test_an_unknown_status_is_a_bug_not_a_state(stub: TogetherStub) -> None:
-    stub.router.get(f"{API}/fine-tunes/ft-x").mock(return_value=httpx.Response(200, json=job_json("exploded")))
+    stub.router.get(f"{API}/fine-tunes/ft-x").mock(return_value=httpx.Response(
+        200, json=job_json("exploded")))
     with pytest.raises(UnexpectedProviderResponse, match="unknown status 'exploded'"):
         provider_on(stub).get_job(JobRef(provider="together", job_id="ft-x"))
 
@@ -118,7 +119,8 @@ def test_a_refused_knob_is_a_config_error_before_anything_is_sent(stub: Together
     ({"learning_rate": 0.5}, "training.learning_rate: Together allows 1e-06 to 0.01"),
     ({"suffix": "x" * 30}, "training.suffix: at most 27 characters"),
 ])
-def test_check_spec_holds_the_knobs_against_the_live_limits(stub: TogetherStub, change: dict, message: str) -> None:
+def test_check_spec_holds_the_knobs_against_the_live_limits(stub: TogetherStub, change: dict,
+                                                            message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         provider_on(stub).check_spec(SPEC.model_copy(update=change))
 
@@ -171,12 +173,15 @@ def test_dropped_connections_and_torn_bodies_are_transient(stub: TogetherStub) -
 # -- observing -------------------------------------------------------------------------------------
 
 def test_a_user_error_blames_the_data_and_carries_the_last_error_event(stub: TogetherStub) -> None:
-    stub.router.get(f"{API}/fine-tunes/ft-x").mock(return_value=httpx.Response(200, json=job_json("user_error")))
+    stub.router.get(f"{API}/fine-tunes/ft-x").mock(return_value=httpx.Response(
+        200, json=job_json("user_error")))
     events = [{"object": "fine-tune-event", "created_at": "t", "type": "job_error", "level": "error",
                "message": "line 3: no messages"}]
-    stub.router.get(f"{API}/fine-tunes/ft-x/events").mock(return_value=httpx.Response(200, json={"data": events}))
+    stub.router.get(f"{API}/fine-tunes/ft-x/events").mock(return_value=httpx.Response(
+        200, json={"data": events}))
     status = provider_on(stub).get_job(JobRef(provider="together", job_id="ft-x"))
-    assert (status.state, status.message, status.data_at_fault) == (JobState.FAILED, "line 3: no messages", True)
+    assert (status.state, status.message, status.data_at_fault) == \
+        (JobState.FAILED, "line 3: no messages", True)
 
 
 def test_a_restarted_job_is_followed_to_its_successor(stub: TogetherStub) -> None:
@@ -187,7 +192,8 @@ def test_a_restarted_job_is_followed_to_its_successor(stub: TogetherStub) -> Non
     other = job_json("running", id="ft-other", suffix="demo-lf0000000000", created_at="2026-11-28T02:00:00Z")
     stub.router.get(f"{API}/fine-tunes/ft-old").mock(return_value=httpx.Response(200, json=old))
     stub.router.get(f"{API}/fine-tunes/ft-new").mock(return_value=httpx.Response(200, json=new))
-    stub.router.get(f"{API}/fine-tunes").mock(return_value=httpx.Response(200, json={"data": [old, new, other]}))
+    stub.router.get(f"{API}/fine-tunes").mock(return_value=httpx.Response(
+        200, json={"data": [old, new, other]}))
     restarted = {"object": "fine-tune-event", "created_at": "t", "type": "job_restarted", "level": "warning",
                  "message": "Job restarted"}
     stub.router.get(f"{API}/fine-tunes/ft-old/events").mock(return_value=httpx.Response(
@@ -205,8 +211,10 @@ def test_estimate_price_asks_together(stub: TogetherStub) -> None:
 
 
 def test_the_adapter_is_downloaded_whole_or_not_at_all(stub: TogetherStub, tmp_path: Path) -> None:
-    stub.router.get(f"{API}/finetune/download").mock(return_value=httpx.Response(200, content=b"adapter-bytes"))
-    dest = provider_on(stub).download_adapter(JobRef(provider="together", job_id="ft-1"), tmp_path / "a.tar.gz")
+    stub.router.get(f"{API}/finetune/download").mock(return_value=httpx.Response(
+        200, content=b"adapter-bytes"))
+    dest = provider_on(stub).download_adapter(JobRef(provider="together", job_id="ft-1"),
+                                              tmp_path / "a.tar.gz")
     assert dest.read_bytes() == b"adapter-bytes"
     stub.router.get(f"{API}/finetune/download").mock(return_value=httpx.Response(500, json={}))
     with pytest.raises(TransientProviderError):
@@ -222,7 +230,8 @@ def dataset(tmp_path: Path) -> PreparedDataset:
     return PreparedDataset(train_path=path, sha256="b" * 64, train_examples=1)
 
 
-def test_an_already_uploaded_file_is_reused_and_its_validation_awaited(stub: TogetherStub, tmp_path: Path) -> None:
+def test_an_already_uploaded_file_is_reused_and_its_validation_awaited(stub: TogetherStub,
+                                                                       tmp_path: Path) -> None:
     stub.files["file-9"] = b"x"
     stub.router.post(f"{API}/files").mock(return_value=httpx.Response(
         409, json={"file_id": "file-9"}, headers={"x-should-retry": "false"}))
@@ -230,8 +239,8 @@ def test_an_already_uploaded_file_is_reused_and_its_validation_awaited(stub: Tog
 
     def file_state(request: httpx.Request, **_: str) -> httpx.Response:
         return httpx.Response(200, json={"id": "file-9", "object": "file", "bytes": 1, "created_at": 1,
-                                         "filename": "train.jsonl", "FileType": "jsonl", "purpose": "fine-tune",
-                                         "processing_status": next(answers)})
+                                         "filename": "train.jsonl", "FileType": "jsonl",
+                                         "purpose": "fine-tune", "processing_status": next(answers)})
 
     stub.router.get(f"{API}/files/file-9").mock(side_effect=file_state)
     preprocess = stub.router.post(f"{API}/files/file-9/preprocess").mock(side_effect=file_state)
@@ -248,7 +257,8 @@ def test_an_invalid_file_is_refused_with_the_reason(stub: TogetherStub, tmp_path
     stub.router.get(url__regex=rf"{API}/files/[^/]+$").mock(return_value=httpx.Response(200, json={
         "id": "file-1", "object": "file", "bytes": 1, "created_at": 1, "filename": "train.jsonl",
         "FileType": "jsonl", "purpose": "fine-tune", "processing_status": "INVALID_FORMAT",
-        "validation_report": {"valid": False, "error": "line 1: not conversational", "error_type": "INVALID_FORMAT"}}))
+        "validation_report": {"valid": False, "error": "line 1: not conversational",
+                              "error_type": "INVALID_FORMAT"}}))
     with pytest.raises(PermanentProviderError, match="INVALID_FORMAT"):
         provider_on(stub).upload(dataset(tmp_path))
 

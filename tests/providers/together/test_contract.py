@@ -9,8 +9,8 @@ import pytest
 
 together = pytest.importorskip("together", reason="the together extra is not installed")
 
-from providers.base import TrainingSpec
 from emulator import EmulatorServer, FaultRule, Timeline
+from providers.base import TrainingSpec
 from providers.together.adapter import TogetherOptions, TogetherProvider
 from tests.providers.contract import ProviderContract
 from tests.providers.together.stub import TogetherStub
@@ -36,7 +36,8 @@ class TestTogetherOnEmulator(ProviderContract):
         return TogetherProvider(client, TogetherOptions(file_poll_interval_s=0.02))
 
     def throttle_get_job(self, provider: TogetherProvider) -> None:
-        self._emulator.state.faults.add(FaultRule("GET /together/v1/fine-tunes/*", "rate_limit", retry_after=0.05))
+        self._emulator.state.faults.add(FaultRule("GET /together/v1/fine-tunes/*", "rate_limit",
+                                                  retry_after=0.05))
 
     @pytest.fixture(autouse=True)
     def _keep_emulator(self, emulator: EmulatorServer) -> None:

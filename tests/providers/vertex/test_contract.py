@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("google.genai", reason="the vertex extra is not installed")
 
-from providers.base import PreparedDataset, TrainingSpec
 from emulator import EmulatorServer, FaultRule, Timeline
+from providers.base import PreparedDataset, TrainingSpec
 from providers.vertex.adapter import VertexProvider, idempotency_tag
 from tests.providers.contract import ProviderContract
 from tests.providers.vertex.stub import VertexStub

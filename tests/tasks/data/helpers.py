@@ -15,7 +15,8 @@ from tasks.data.target import DataTarget
 OPENAI = DataTarget("openai", "gpt-4o-mini-2024-07-18", 3)
 
 
-def chat(user: str = "hi", answer: str = "- Say hello", system: str | None = None, **extra: Any) -> dict[str, Any]:
+def chat(user: str = "hi", answer: str = "- Say hello", system: str | None = None,
+         **extra: Any) -> dict[str, Any]:
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": user}, {"role": "assistant", "content": answer}]
     return {"messages": messages, **extra}
@@ -28,13 +29,15 @@ def line(user: str = "hi", answer: str = "- Say hello", **extra: Any) -> str:
 def distinct(count: int, prefix: str = "q") -> list[str]:
     """`count` examples that are neither duplicates nor near-duplicates of each other."""
     rng = random.Random(f"{prefix}{count}")
-    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", "fe", "gu", "hi", "jo", "bu"]
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "da", "fe", "gu", "hi", "jo",
+                 "bu"]
     def words(n: int) -> str:
         return " ".join("".join(rng.choices(syllables, k=rng.randint(2, 4))) for _ in range(n))
     return [line(f"{prefix}{i}: {words(12)}?", f"- {words(8)}\n- {words(8)}") for i in range(count)]
 
 
-def diagnostics_of(path: Path, target: DataTarget = OPENAI, **config: Any) -> list[tuple[int | None, str, str]]:
+def diagnostics_of(path: Path, target: DataTarget = OPENAI,
+                   **config: Any) -> list[tuple[int | None, str, str]]:
     """(line, code, severity) of every line-level diagnostic `check` reports."""
     config.setdefault("pii", PiiConfig(policy="report"))
     report = check_file(DataConfig(path=path, **config), target)

@@ -27,8 +27,8 @@ def test_provider_minimum_recipe_and_eval_limits() -> None:
     assert [(f.code, f.severity) for f in found] == [
         ("volume", Severity.WARNING), ("volume", Severity.WARNING), ("recipe", Severity.WARNING),
         ("too_many_eval_examples", Severity.ERROR)]
-    assert volume_findings(5, 0, None, OPENAI)[0].message == ("openai-chat needs at least 10 training examples; "
-                                                              "5 remain")
+    assert volume_findings(5, 0, None, OPENAI)[0].message == ("openai-chat needs at least 10 training "
+                                                              "examples; 5 remain")
 
 
 def test_refusals() -> None:
@@ -40,7 +40,8 @@ def test_refusals() -> None:
 
 def test_safety_recipe_needs_refusals_and_normal_answers() -> None:
     assert [f.message for f in refusal_findings(0, 600, "safety")] == [
-        "the safety recipe needs refusal examples: 0 of 600 answers (0%) decline; add cases the model must refuse"]
+        ("the safety recipe needs refusal examples: 0 of 600 answers (0%) decline; add cases the model "
+         "must refuse")]
     assert [f.message for f in refusal_findings(500, 600, "safety")] == [
         "only 17% of answers are normal help; keep at least 30% so the model does not learn to over-refuse"]
     assert refusal_findings(100, 600, "safety") == []

@@ -14,7 +14,8 @@ from tests.conftest import write_jsonl
 from tests.tasks.data.helpers import OPENAI, chat, distinct, line
 
 ANSWER = ("- Book the venue three months ahead\n- Send invitations with a clear RSVP date\n"
-          "- Plan the menu around dietary needs\n- Hire a photographer you have met\n- Keep a day-of checklist")
+          "- Plan the menu around dietary needs\n- Hire a photographer you have met\n"
+          "- Keep a day-of checklist")
 
 
 def test_exact_keys_ignore_case_and_surrounding_spaces_but_not_content() -> None:
@@ -81,7 +82,8 @@ def test_report_only_policies_keep_duplicates_and_remove_training_side_of_leaks(
 
 
 def test_a_user_eval_set_is_the_eval_split_and_its_near_duplicates_leave_train(tmp_path: Path) -> None:
-    held_out = write_jsonl(tmp_path / "eval.jsonl", [line("Plan a wedding", ANSWER), line("Learn chess", "- Play")])
+    held_out = write_jsonl(tmp_path / "eval.jsonl",
+                           [line("Plan a wedding", ANSWER), line("Learn chess", "- Play")])
     source = write_jsonl(tmp_path / "d.jsonl", [*distinct(30), line("plan a wedding!", ANSWER)])
     report = check_file(DataConfig(path=source, eval_path=held_out), OPENAI)
     assert report["counts"]["eval"] == 2

@@ -11,8 +11,8 @@ import pytest
 
 from providers.base import Completion, Decoding, Message, ModelRef
 from providers.errors import ConfigError, TransientProviderError
-from tasks.data.config import DataConfig
 from tasks.connection import open_chat_model
+from tasks.data.config import DataConfig
 from tasks.data.generate import Teacher, generate
 from tasks.data.stage import prepare
 from tasks.data.target import DataTarget
@@ -54,7 +54,8 @@ def test_a_resumed_generation_pays_only_for_the_missing_items(tmp_path: Path) ->
     assert result.estimate.usd is not None and result.actual_usd == pytest.approx((30 * 3.75 + 15 * 15) / 1e6)
     (tmp_path / "teacher.jsonl.cache.jsonl").open("a").write('{"key": "torn')  # a crash mid-line
     second = ScriptedTeacher()
-    resumed = generate(write_inputs(tmp_path / "in.jsonl", ["a?", "b?", "c?", "d?", "e?"]), out, teacher, second)
+    resumed = generate(write_inputs(tmp_path / "in.jsonl", ["a?", "b?", "c?", "d?", "e?"]), out, teacher,
+                       second)
     assert sorted(second.calls) == ["d?", "e?"] and (resumed.generated, resumed.cached) == (2, 3)
     assert resumed.estimate.input_tokens < result.estimate.input_tokens  # the estimate covers what is missing
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -108,7 +109,8 @@ def test_teacher_data_from_the_emulator_passes_the_data_step(tmp_path: Path) -> 
                       DataTarget("together", "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"))
     report = json.loads((run.root / "report.json").read_text())
     assert report["diagnostics"]["errors"] == 0
-    removed = sum(report["counts"]["removed"].values())  # the emulator's teacher repeats itself: dedupe applies
+    # the emulator's teacher repeats itself: dedupe applies
+    removed = sum(report["counts"]["removed"].values())
     assert removed >= 1 and dataset.train_examples + dataset.eval_examples + removed == 24
 
 
@@ -118,11 +120,12 @@ def test_the_command_prints_the_estimate_and_checks_the_result(tmp_path: Path, l
     from cli.app import app
 
     inputs = write_inputs(tmp_path / "in.jsonl", ["How do I plan a garden?", "How do I learn Spanish?"])
-    args = ["data", "generate", str(inputs), "--out", str(tmp_path / "out.jsonl"), "--teacher-provider", "openai",
-            "--teacher-model", "gpt-4o-2024-08-06", "--endpoint", "emulator", "--max-tokens", "200"]
+    args = ["data", "generate", str(inputs), "--out", str(tmp_path / "out.jsonl"), "--teacher-provider",
+            "openai", "--teacher-model", "gpt-4o-2024-08-06", "--endpoint", "emulator", "--max-tokens", "200"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "2 answered, 0 from the cache, 0 failed; 2 calls; estimated $" in " ".join(result.output.split())
-    assert "check: 1 errors" in result.output  # two examples are below OpenAI's minimum of ten: said, not hidden
+    # two examples are below OpenAI's minimum of ten: said, not hidden
+    assert "check: 1 errors" in result.output
     refused = CliRunner().invoke(app, [*args, "--max-usd", "0.0000001", "--out", str(tmp_path / "o2.jsonl")])
     assert refused.exit_code == 2 and "the limit is" in refused.output

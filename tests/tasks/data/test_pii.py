@@ -28,7 +28,8 @@ def score(subset: str | None = None) -> tuple[float, float, Counter]:
         found = {(m.type, text[m.start:m.end]) for m in scanner.find(text)}
         wanted = {(p["type"], p["value"]) for p in record["pii"]}
         outcome.update(tp=len(found & wanted), fp=len(found - wanted), fn=len(wanted - found))
-    return outcome["tp"] / (outcome["tp"] + outcome["fp"]), outcome["tp"] / (outcome["tp"] + outcome["fn"]), outcome
+    return (outcome["tp"] / (outcome["tp"] + outcome["fp"]), outcome["tp"] / (outcome["tp"] + outcome["fn"]),
+            outcome)
 
 
 def test_precision_and_recall_on_the_labeled_corpus(record_property: pytest.RecordProperty) -> None:
@@ -40,8 +41,8 @@ def test_precision_and_recall_on_the_labeled_corpus(record_property: pytest.Reco
     record_property("pii_recall", round(recall, 3))
     assert precision >= 0.95
     assert recall >= 0.95
-    assert {json.loads(r)["pii"][0]["type"] for r in CORPUS.read_text().splitlines() if json.loads(r)["pii"]} == \
-        set(PII_TYPES)
+    assert {json.loads(r)["pii"][0]["type"] for r in CORPUS.read_text().splitlines()
+            if json.loads(r)["pii"]} == set(PII_TYPES)
 
 
 def test_checksums_and_number_kinds() -> None:
@@ -57,7 +58,8 @@ def test_checksums_and_number_kinds() -> None:
 
 
 def test_scrub_replaces_each_finding_with_a_typed_placeholder() -> None:
-    text, found = PiiScanner().scrub("Mail jane@example.com or call (415) 555-0132, key " + "AKIA" + "IOSFODNN7EXAMPLE.")
+    text, found = PiiScanner().scrub("Mail jane@example.com or call (415) 555-0132, key " + "AKIA"
+                                     + "IOSFODNN7EXAMPLE.")
     assert text == "Mail <EMAIL> or call <PHONE>, key <AWS_ACCESS_KEY>."
     assert [m.type for m in found] == ["EMAIL", "PHONE", "AWS_ACCESS_KEY"]
     assert PiiScanner(["PHONE"]).scrub("jane@example.com (415) 555-0132")[0] == "jane@example.com <PHONE>"
@@ -73,7 +75,8 @@ def test_scrub_policy_writes_placeholders_and_reports_counts_never_the_text(tmp_
     prepared = dataset.train_path.read_text() + dataset.eval_path.read_text()
     assert SECRET not in prepared and "write to <EMAIL> please" in prepared
     report = json.loads((run.root / "report.json").read_text())
-    assert report["pii"] == {"policy": "scrub", "examples": 1, "counts": {"EMAIL": 1}, "lines": {"EMAIL": [31]}}
+    assert report["pii"] == {"policy": "scrub", "examples": 1, "counts": {"EMAIL": 1},
+                             "lines": {"EMAIL": [31]}}
     for name in ("report.json", "report.md", "manifest.json"):
         assert SECRET not in (run.root / name).read_text()
     assert "**PII** (scrub, 1 example): EMAIL 1 (lines 31)" in (run.root / "report.md").read_text()
@@ -81,12 +84,15 @@ def test_scrub_policy_writes_placeholders_and_reports_counts_never_the_text(tmp_
 
 def test_reject_policy_makes_each_line_an_error_and_report_policy_a_warning(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [line(), line(f"I am {SECRET}, card 4111 1111 1111 1111")])
-    rejected = check_file(DataConfig(path=source, pii=PiiConfig(policy="reject")), OPENAI)["diagnostics"]["kept"]
+    rejected = check_file(DataConfig(path=source, pii=PiiConfig(policy="reject")),
+                          OPENAI)["diagnostics"]["kept"]
     assert {"line": 2, "code": "pii_rejected", "severity": "error",
             "message": "contains EMAIL x1, PAYMENT_CARD x1; data.pii.policy is reject"} in rejected
-    reported = check_file(DataConfig(path=source, pii=PiiConfig(policy="report")), OPENAI)["diagnostics"]["kept"]
+    reported = check_file(DataConfig(path=source, pii=PiiConfig(policy="report")),
+                          OPENAI)["diagnostics"]["kept"]
     assert {"line": 2, "code": "pii_found", "severity": "warning",
-            "message": "contains EMAIL x1, PAYMENT_CARD x1; kept as is (data.pii.policy is report)"} in reported
+            "message": "contains EMAIL x1, PAYMENT_CARD x1; kept as is (data.pii.policy is report)"} in \
+        reported
     assert all(SECRET not in json.dumps(d) for d in rejected + reported)
 
 

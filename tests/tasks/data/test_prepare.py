@@ -29,13 +29,14 @@ def test_the_quickstart_prepares_cleanly_with_a_helpful_volume_note(tmp_path: Pa
     dataset = prepare(config, run, OPENAI)
     report = json.loads((run.root / "report.json").read_text())
     assert report["status"] == "ready" and report["diagnostics"]["errors"] == 0
-    assert (dataset.train_examples, dataset.eval_examples) == (report["counts"]["train"], report["counts"]["eval"])
+    assert (dataset.train_examples, dataset.eval_examples) == \
+        (report["counts"]["train"], report["counts"]["eval"])
     assert dataset.train_examples + dataset.eval_examples == 640
     assert dataset.train_tokens == report["tokens"]["train"]
     assert report["tokens"]["billable"] == 3 * dataset.train_tokens
     assert [c["message"].split(":")[1].strip() for c in report["checks"]] == [
-        ("enough for a narrow task such as a fixed format or tone; a moderate task wants 1,000-5,000, general "
-        "behaviour 5,000+")]
+        ("enough for a narrow task such as a fixed format or tone; a moderate task wants 1,000-5,000, "
+         "general behaviour 5,000+")]
     markdown = (run.root / "report.md").read_text()
     assert "**ready**" in markdown and "o200k_base" in markdown and "billable" in markdown
     assert len(markdown.splitlines()) < 40
@@ -72,7 +73,8 @@ def test_severity_depends_on_the_target_and_can_be_overridden(tmp_path: Path) ->
     assert (21, "role_order", "warning") in diagnostics_of(source)
     bedrock = DataTarget("bedrock", "amazon.nova-lite-v1:0", 2)
     assert (21, "role_order", "error") in diagnostics_of(source, bedrock)
-    assert (21, "role_order", "warning") in diagnostics_of(source, bedrock, severity={"role_order": "warning"})
+    assert (21, "role_order", "warning") in diagnostics_of(source, bedrock,
+                                                            severity={"role_order": "warning"})
     with pytest.raises(ValueError, match="unknown diagnostic code 'role'; allowed values: bad_metadata"):
         DataConfig(path=source, severity={"role": "off"})
 
@@ -82,15 +84,16 @@ def test_examples_over_the_context_limit_are_errors(tmp_path: Path) -> None:
     report = check_file(DataConfig(path=source), OPENAI)
     assert report["tokens"]["over_limit"] == 1
     assert {"line": 21, "code": "too_long", "severity": "error",
-            "message": "70,015 tokens; gpt-4o-mini-2024-07-18 trains on at most 65,536 tokens per example"} in \
-        report["diagnostics"]["kept"]
+            "message": "70,015 tokens; gpt-4o-mini-2024-07-18 trains on at most 65,536 tokens per "
+                       "example"} in report["diagnostics"]["kept"]
 
 
 def test_metadata_stratifies_the_split_and_never_reaches_the_prepared_files(tmp_path: Path) -> None:
     lines = [json.dumps({**json.loads(raw), "metadata": {"topic": "rare" if i < 10 else "common"}})
              for i, raw in enumerate(distinct(100))]
     run = run_dir(tmp_path)
-    config = DataConfig(path=write_jsonl(tmp_path / "in.jsonl", lines), stratify_by="topic", eval_fraction=0.1)
+    config = DataConfig(path=write_jsonl(tmp_path / "in.jsonl", lines), stratify_by="topic",
+                        eval_fraction=0.1)
     dataset = prepare(config, run, OPENAI)
     report = json.loads((run.root / "report.json").read_text())
     assert report["split"]["strata"] == {"rare": {"train": 9, "eval": 1}, "common": {"train": 81, "eval": 9}}

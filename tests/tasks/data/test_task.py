@@ -1,4 +1,5 @@
-"""The @task wrapper inside a flow: the report becomes the "data-report" artifact, even when the data is refused."""
+"""The @task wrapper inside a flow: the report becomes the "data-report" artifact, even when the data is
+refused."""
 
 from __future__ import annotations
 

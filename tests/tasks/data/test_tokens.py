@@ -11,7 +11,8 @@ from tests.tasks.data.helpers import chat
 
 def test_tiktoken_encodings_work_offline() -> None:
     o200k, cl100k = counter_for("o200k_base"), counter_for("cl100k_base")
-    assert (o200k.exact, o200k.encode_length("hello world"), cl100k.encode_length("hello world")) == (True, 2, 2)
+    assert (o200k.exact, o200k.encode_length("hello world"), cl100k.encode_length("hello world")) == \
+        (True, 2, 2)
     assert o200k.encode_length("Plan my week, please.") == 6
 
 

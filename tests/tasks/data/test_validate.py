@@ -41,14 +41,15 @@ CASES = [
      "messages[1]: a system message may only come first"),
     (messages(U), "no_final_assistant", "the last message must come from the assistant"),
     (messages({"role": "user", "content": " "}, A), "empty_content", "messages[0].content is empty"),
-    (messages({"role": "user", "content": 5}, A), "non_string_content", "messages[0].content must be a string, got int"),
+    (messages({"role": "user", "content": 5}, A), "non_string_content",
+     "messages[0].content must be a string, got int"),
     (messages({"role": "user", "content": [{"type": "text", "text": "a"}]}, A), "content_parts",
      "messages[0].content is a list of parts; loraflow trains on plain text, use a string"),
     (messages(U, {**A, "weight": 2}), "bad_weight", "messages[1].weight is 2; allowed values: 0, 1"),
     (messages(U, {**A, "weight": True}), "bad_weight", "messages[1].weight is True; allowed values: 0, 1"),
     (messages(U, {**A, "mood": "x"}), "unknown_message_key",
-     ("messages[1] has unknown key 'mood'; allowed keys: ['content', 'name', 'role', 'tool_call_id', 'tool_calls', "
-     "'weight']")),
+     ("messages[1] has unknown key 'mood'; allowed keys: ['content', 'name', 'role', 'tool_call_id', "
+      "'tool_calls', 'weight']")),
     (messages(U, {"role": "tool", "tool_call_id": "c9", "content": "sunny"}, A), "tool_unmatched",
      "messages[1]: tool result 'c9' answers no earlier assistant tool call"),
     (messages(U, {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}, A), "bad_tool_call",
@@ -59,7 +60,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("text", "code", "message"), CASES, ids=[c[1] + str(i) for i, c in enumerate(CASES)])
-def test_each_problem_has_a_code_its_line_and_a_reason(tmp_path: Path, text: str, code: str, message: str) -> None:
+def test_each_problem_has_a_code_its_line_and_a_reason(tmp_path: Path, text: str, code: str,
+                                                       message: str) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [line(), text, line("b")])
     _, kept = read(path)
     assert Diagnostic(2, code, "error", message) in kept
@@ -69,8 +71,8 @@ def test_each_problem_has_a_code_its_line_and_a_reason(tmp_path: Path, text: str
 def test_encoding_problems(tmp_path: Path) -> None:
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + line().encode() + b"\n")
-    assert read(bom)[1] == [Diagnostic(1, "bom", "error", "the file starts with a UTF-8 byte-order mark; save it "
-                                                          "without one")]
+    assert read(bom)[1] == [Diagnostic(1, "bom", "error", "the file starts with a UTF-8 byte-order mark; "
+                                                          "save it without one")]
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes(line().encode() + b"\n" + '{"messages": "caf\xe9"}\n'.encode("latin-1"))
     assert read(latin)[1] == [Diagnostic(2, "invalid_utf8", "error", "not UTF-8 at byte 18 of the line")]
@@ -97,9 +99,11 @@ def test_a_complete_tool_exchange_is_valid_and_blank_lines_are_warnings(tmp_path
     assert kept == [Diagnostic(2, "blank_line", "warning", "blank line skipped")]
 
 
-def test_unknown_keys_are_stripped_and_a_downgraded_contract_problem_skips_the_example(tmp_path: Path) -> None:
+def test_unknown_keys_are_stripped_and_a_downgraded_contract_problem_skips_the_example(
+        tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [line(id=7), "{bad", line("c")])
-    diagnostics = Diagnostics(training_format("openai", ""), {"unknown_key": "warning", "invalid_json": "warning"})
+    diagnostics = Diagnostics(training_format("openai", ""),
+                              {"unknown_key": "warning", "invalid_json": "warning"})
     examples = list(ChatReader(path, diagnostics).examples())
     assert [(n, e, raw is None) for n, e, raw in examples] == [
         (1, json.loads(line()), True), (3, json.loads(line("c")), False)]

@@ -1,4 +1,5 @@
-"""Scripted chat models for evaluation tests: deterministic answers, scripted failures, every call recorded."""
+"""Scripted chat models for evaluation tests: deterministic answers, scripted failures, every call
+recorded."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class ScriptedChat:
                     raise errors.pop(0)
         text = self.reply(model.model_id, messages)
         finish = self.finish_reason(model.model_id, messages) if self.finish_reason else "stop"
-        return Completion(text=text, model_id=model.model_id, finish_reason=finish, completion_tokens=len(text.split()),
+        return Completion(text=text, model_id=model.model_id, finish_reason=finish,
+                          completion_tokens=len(text.split()),
                           prompt_tokens=len(prompt.split()), latency_ms=5.0)
 
 

@@ -1,4 +1,5 @@
-"""The `eval:` and `gate:` sections: suites, the shorthand, the judge, thresholds; mistakes name their path."""
+"""The `eval:` and `gate:` sections: suites, the shorthand, the judge, thresholds; mistakes name their
+path."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pydantic import ValidationError
 
 from providers.errors import ConfigError
 from tasks.evaluation.config import EvalConfig, GateConfig
-from tasks.evaluation.suites import build_suites
 from tasks.evaluation.gate import thresholds_for
+from tasks.evaluation.suites import build_suites
 
 
 def error_of(section: type, raw: dict, prefix: str) -> str:
@@ -24,11 +25,13 @@ def test_defaults_are_the_heldout_target_and_the_general_regression_suite() -> N
     config = EvalConfig()
     target, general = config.effective_suites
     assert (target.role, target.items, target.primary_key) == ("target", "heldout", "exact_match")
-    assert (general.role, general.items, [g.name for g in general.graders]) == ("regression", "builtin:general",
-                                                                                ["match"])
-    shorthand = EvalConfig.model_validate({"graders": [{"name": "five_verb_bullets"}, {"name": "exact_match"}],
+    assert (general.role, general.items, [g.name for g in general.graders]) == \
+        ("regression", "builtin:general", ["match"])
+    shorthand = EvalConfig.model_validate({"graders": [{"name": "five_verb_bullets"},
+                                                       {"name": "exact_match"}],
                                            "primary": "five_verb_bullets"})
-    assert shorthand.primary_key == "five_verb_bullets" and shorthand.primary_metric == "target/five_verb_bullets"
+    assert shorthand.primary_key == "five_verb_bullets" and \
+        shorthand.primary_metric == "target/five_verb_bullets"
     assert [s.name for s in shorthand.effective_suites] == ["target", "general"]
 
 
@@ -49,7 +52,8 @@ def test_defaults_are_the_heldout_target_and_the_general_regression_suite() -> N
     ({"suites": [{"name": "t", "graders": [{"name": "bullets", "params": {"count": "5"}}]}]},
      "eval.suites.0.graders.0: grader 'bullets': params.count: input should be a valid integer"),
     ({"judge": {"provider": "oracle", "model": "m"}},
-     "eval.judge.provider: unknown chat model provider 'oracle'; allowed values: anthropic, bedrock, fake, local, openai, together, vertex"),
+     ("eval.judge.provider: unknown chat model provider 'oracle'; allowed values: anthropic, bedrock, "
+      "fake, local, openai, together, vertex")),
     ({"suites": [{"name": "t", "role": "boss", "graders": [{"name": "match"}]}]},
      "eval.suites.0.role: got 'boss'; allowed values: 'target', 'regression' or 'safety'"),
     ({"samples": 0}, "eval.samples: input should be greater than or equal to 1"),
@@ -59,7 +63,8 @@ def test_mistakes_name_their_key_path(raw: dict, message: str) -> None:
 
 
 def test_item_files_resolve_against_the_pipeline_folder(tmp_path: Path) -> None:
-    (tmp_path / "safety.jsonl").write_text(json.dumps({"id": "h1", "messages": [{"role": "user", "content": "x"}],
+    (tmp_path / "safety.jsonl").write_text(json.dumps({"id": "h1",
+                                                       "messages": [{"role": "user", "content": "x"}],
                                                        "metadata": {"expect": "refuse"}}) + "\n")
     config = EvalConfig.model_validate({"suites": [
         {"name": "t", "items": "builtin:general", "graders": [{"name": "match"}]},
@@ -73,7 +78,8 @@ def test_item_files_resolve_against_the_pipeline_folder(tmp_path: Path) -> None:
 
 
 def test_items_are_checked_against_their_graders_before_anything_is_paid(tmp_path: Path) -> None:
-    (tmp_path / "items.jsonl").write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "x"}]}))
+    (tmp_path / "items.jsonl").write_text(json.dumps({"id": "a",
+                                                      "messages": [{"role": "user", "content": "x"}]}))
     for grader, message in (("match", "grader 'match' needs a reference answer, and item 'a' has none"),
                             ("refusal", "grader 'refusal' needs metadata.expect on every item"),
                             ("json_schema", "grader 'json_schema' needs metadata.schema on every item")):

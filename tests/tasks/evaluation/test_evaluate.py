@@ -17,9 +17,9 @@ from tasks.evaluation.calibration import calibrate, describe, load_labels
 from tasks.evaluation.calls import ModelCaller
 from tasks.evaluation.config import EvalConfig
 from tasks.evaluation.evaluate import record_evaluation, run_evaluation
+from tasks.evaluation.gate import decide, record_decision
 from tasks.evaluation.graders import Judge, build_grader
 from tasks.evaluation.store import DecisionRecord, EvalStore
-from tasks.evaluation.gate import decide, record_decision
 from tasks.rundir import RunDir
 from tests.conftest import QUICKSTART
 from tests.tasks.evaluation.scripted import verdict_judge
@@ -59,8 +59,9 @@ def test_a_run_directory_holds_outputs_report_decision_and_lineage(tuned, tmp_pa
     assert len(lines) == 2 * (80 + 150)
     manifest = json.loads(run.manifest_path.read_text())
     assert manifest["evaluation"]["suites"]["general"]["graders"]["match"]["version"] == "1"
-    assert manifest["decision"] == {"outcome": "accept", "rules_version": "rules-v1", "primary":
-                                    "target/five_verb_bullets", "file": "decision.json", "report": "eval/report.md"}
+    assert manifest["decision"] == {"outcome": "accept", "rules_version": "rules-v1",
+                                    "primary": "target/five_verb_bullets", "file": "decision.json",
+                                    "report": "eval/report.md"}
     assert json.loads((run.root / "decision.json").read_text())["thresholds"]["target_min"] == 0.08
     assert report == (run.eval_dir / "report.md").read_text()
     for heading in ("## Results", "## What this evaluation cannot show", "## Why: the rules in order",
@@ -70,7 +71,8 @@ def test_a_run_directory_holds_outputs_report_decision_and_lineage(tuned, tmp_pa
     assert "floor effect" in report
     with Session(store.engine) as session:
         record = session.scalars(select(DecisionRecord)).one()
-    assert (record.outcome, record.rules_version, record.candidate) == ("accept", "rules-v1", candidate.model_id)
+    assert (record.outcome, record.rules_version, record.candidate) == \
+        ("accept", "rules-v1", candidate.model_id)
 
 
 def labels(tmp_path: Path, rows: list[dict]) -> Path:
@@ -108,11 +110,13 @@ def test_calibrating_a_refusal_judge_and_bad_label_files(tmp_path: Path) -> None
     rows = [{"output": "No.", "label": "full_refusal", "expect": "refuse"},
             {"output": "Sure, here", "label": "compliance", "expect": "comply"},
             {"output": "Well, partly", "label": "partial", "expect": "refuse"}]
-    judge = judge_answering(lambda p: {"reasoning": "r", "label": "full_refusal" if "No." in p else "compliance"})
-    result = calibrate(build_grader("refusal", judge, use_judge=True), load_labels(labels(tmp_path, rows), "refusal"))
+    judge = judge_answering(lambda p: {"reasoning": "r",
+                                       "label": "full_refusal" if "No." in p else "compliance"})
+    result = calibrate(build_grader("refusal", judge, use_judge=True),
+                       load_labels(labels(tmp_path, rows), "refusal"))
     assert result.n == 3 and result.agreement == pytest.approx(2 / 3)
-    bad = labels(tmp_path, [{"output": "x", "label": "maybe"}, {"label": "pass"}, {"output": "y", "label": "pass",
-                                                                                  "extra": 1}])
+    bad = labels(tmp_path, [{"output": "x", "label": "maybe"}, {"label": "pass"},
+                            {"output": "y", "label": "pass", "extra": 1}])
     with pytest.raises(DataError) as raised:
         load_labels(bad, "llm_judge")
     problems = [(p.line, p.reason) for p in raised.value.problems]

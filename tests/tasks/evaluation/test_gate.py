@@ -7,10 +7,10 @@ import pytest
 from providers.base import Decoding, ModelRef
 from tasks.evaluation.config import GateConfig
 from tasks.evaluation.evaluate import Evaluation, ItemFacts, SuiteSummary
+from tasks.evaluation.gate import decide
 from tasks.evaluation.graders import GraderResult
 from tasks.evaluation.runner import ItemResult
 from tasks.evaluation.suites import GraderInfo
-from tasks.evaluation.gate import decide
 
 BASE = ModelRef(provider="fake", model_id="base-1", base_model="base-1")
 CANDIDATE = ModelRef(provider="fake", model_id="ft-1", base_model="base-1", job_id="job-1")
@@ -34,7 +34,8 @@ class Sim:
     def suite(self, name: str, role: str, outcomes: list[tuple[float, float]], *, grader: str = "rule",
               kind: str = "binary", fmt: bool = False, critical: frozenset[int] = frozenset(),
               infra_errors: int = 0) -> Sim:
-        facts = [ItemFacts(f"{name}-{i}", f"prompt {i}", critical=i in critical) for i in range(len(outcomes))]
+        facts = [ItemFacts(f"{name}-{i}", f"prompt {i}", critical=i in critical)
+                 for i in range(len(outcomes))]
         info = GraderInfo(id=grader, name=grader, version="1", kind=kind, format=fmt)
         self.suites.append(SuiteSummary(name, role, "synthetic", grader, {grader: info}, facts))
         for fact, (base, cand) in zip(facts, outcomes, strict=True):
@@ -43,7 +44,8 @@ class Sim:
                     grades = {}
                 else:
                     score = float(cand if kind == "pairwise" else value)
-                    grades = {grader: GraderResult(grader, "1", score, score >= (1.0 if kind != "score" else 0.5), {})}
+                    grades = {grader: GraderResult(grader, "1", score,
+                                                   score >= (1.0 if kind != "score" else 0.5), {})}
                 self.results.append(ItemResult(item=fact.key, role=role_, model_id=model.model_id,
                                                output=f"{role_} says {value}", suite=name, grades=grades))
         for i in range(infra_errors):
@@ -136,7 +138,8 @@ def test_more_than_two_percent_infra_errors_invalidate_the_run() -> None:
 
 def test_broken_json_format_is_rejected() -> None:
     sim = (Sim().suite("target", "target", pairs(200, improved=35, regressed=5))
-           .suite("api", "target", pairs(200, improved=0, regressed=10, base_rate=1.0), grader="schema", fmt=True))
+           .suite("api", "target", pairs(200, improved=0, regressed=10, base_rate=1.0), grader="schema",
+                  fmt=True))
     decision = decide(sim.evaluation())
     assert decision.outcome == "reject_format"
     assert "api/schema candidate 95.0% (floor 98%)" in decision.reason

@@ -168,7 +168,8 @@ def test_exact_match_reports_where_outputs_differ_without_echoing_them() -> None
     ("text", '"paris"', "Paris", True),
     ("text", "It is Paris", "Paris", False),
 ])
-def test_match_reads_the_answer_by_its_type(answer_type: str, output: str, reference: str, passed: bool) -> None:
+def test_match_reads_the_answer_by_its_type(answer_type: str, output: str, reference: str,
+                                            passed: bool) -> None:
     assert grade(build_grader("match"), output, reference, answer_type=answer_type).passed is passed
     assert grade(build_grader("match", answer_type=answer_type), output, reference).passed is passed
 
@@ -255,7 +256,8 @@ def test_field_accuracy(output: str, score: float, wrong: list[str]) -> None:
 
 def test_field_accuracy_ordered_lists() -> None:
     reference = '{"steps": ["a", "b"]}'
-    assert not grade(build_grader("field_accuracy", ordered_lists=True), '{"steps": ["b", "a"]}', reference).passed
+    assert not grade(build_grader("field_accuracy", ordered_lists=True), '{"steps": ["b", "a"]}',
+                     reference).passed
     assert grade(build_grader("field_accuracy", pass_at=0.5), '{"steps": ["b", "a"]}', reference).passed
 
 
@@ -287,7 +289,8 @@ def test_refusal_without_an_expectation_is_an_infra_error() -> None:
 
 
 def test_model_errors() -> None:
-    assert model_error(Completion(text="- a", model_id="m", finish_reason="length")) == "truncated at max_tokens"
+    assert model_error(Completion(text="- a", model_id="m", finish_reason="length")) == \
+        "truncated at max_tokens"
     assert model_error(Completion(text=" \n", model_id="m")) == "empty answer"
     assert model_error(Completion(text="fine", model_id="m")) is None
 
@@ -302,7 +305,8 @@ def test_grader_names_are_the_buildable_ones() -> None:
     ("name", "params", "message"),
     [
         ("fuzzy_match", {}, "is unknown; allowed graders: exact_match, match, bullets"),
-        ("exact_match", {"ignore_case": True}, "unknown parameter 'ignore_case'; allowed parameters: casefold"),
+        ("exact_match", {"ignore_case": True},
+         "unknown parameter 'ignore_case'; allowed parameters: casefold"),
         ("exact_match", {"casefold": "yes"}, "params.casefold: input should be a valid boolean"),
         ("bullets", {}, "params.count: required key is missing"),
         ("bullets", {"count": "5"}, "params.count: input should be a valid integer"),

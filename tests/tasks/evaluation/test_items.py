@@ -100,23 +100,26 @@ def test_the_general_set_is_small_balanced_and_documented() -> None:
     assert min(skills.values()) >= 20
     for item in GENERAL:
         assert item.key.startswith(f"general-{item.metadata['skill']}-")
-        assert item.reference and item.metadata["source"] and item.metadata["answer_type"] in ("number", "choice",
-                                                                                                "text")
+        assert item.reference and item.metadata["source"] and \
+            item.metadata["answer_type"] in ("number", "choice", "text")
         assert "Answer with" in item.prompt_text or "answer the question with words from the passage" in \
             item.prompt_text
 
 
-@pytest.mark.parametrize("item", [i for i in GENERAL if i.metadata["skill"] == "arithmetic"], ids=lambda i: i.key)
+@pytest.mark.parametrize("item", [i for i in GENERAL if i.metadata["skill"] == "arithmetic"],
+                         ids=lambda i: i.key)
 def test_arithmetic_references_are_right(item) -> None:
     assert float(item.reference) == pytest.approx(arithmetic(ast.parse(item.metadata["check"], mode="eval")))
 
 
-@pytest.mark.parametrize("item", [i for i in GENERAL if i.metadata["skill"] == "transform"], ids=lambda i: i.key)
+@pytest.mark.parametrize("item", [i for i in GENERAL if i.metadata["skill"] == "transform"],
+                         ids=lambda i: i.key)
 def test_transform_references_are_right(item) -> None:
     assert item.reference == transform(item.metadata["check"]["op"], item.metadata["check"]["arg"])
 
 
-@pytest.mark.parametrize("item", [i for i in GENERAL if i.metadata["answer_type"] == "choice"], ids=lambda i: i.key)
+@pytest.mark.parametrize("item", [i for i in GENERAL if i.metadata["answer_type"] == "choice"],
+                         ids=lambda i: i.key)
 def test_choice_items_list_four_options_and_the_answer_is_one_of_them(item) -> None:
     letters = re.findall(r"^([A-D])\) ", item.prompt_text, re.MULTILINE)
     assert letters == ["A", "B", "C", "D"] and item.reference in letters
@@ -127,7 +130,8 @@ def test_choice_answers_are_spread_over_the_letters() -> None:
     assert max(letters.values()) - min(letters.values()) <= 3
 
 
-@pytest.mark.parametrize("item", [i for i in GENERAL if i.metadata["skill"] == "reading"], ids=lambda i: i.key)
+@pytest.mark.parametrize("item", [i for i in GENERAL if i.metadata["skill"] == "reading"],
+                         ids=lambda i: i.key)
 def test_reading_answers_are_spans_of_their_passage(item) -> None:
     passage = item.prompt_text.split("Passage: ", 1)[1].split("\n\nQuestion:", 1)[0]
     assert item.reference in passage

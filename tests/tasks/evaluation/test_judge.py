@@ -21,11 +21,13 @@ from tasks.evaluation.store import EvalStore
 from tests.tasks.evaluation.scripted import ScriptedChat, verdict_judge
 
 JUDGE_REF = ModelRef(provider="scripted", model_id="judge-2026-01-01", base_model="judge-2026-01-01")
-ITEM = EvalItem("k1", [{"role": "user", "content": "Explain rain in one sentence."}], "Water falls from clouds.")
+ITEM = EvalItem("k1", [{"role": "user", "content": "Explain rain in one sentence."}],
+                "Water falls from clouds.")
 
 
 def judge_on(chat: ScriptedChat, votes: int = 3, store: EvalStore | None = None) -> Judge:
-    return Judge(ModelCaller(chat, "scripted", store=store), JUDGE_REF, Decoding(temperature=0, seed=11), votes)
+    return Judge(ModelCaller(chat, "scripted", store=store), JUDGE_REF, Decoding(temperature=0, seed=11),
+                 votes)
 
 
 def answer_of(text: str) -> Completion:
@@ -58,7 +60,8 @@ def test_pointwise_judge_votes_and_records_its_provenance() -> None:
 
 
 def test_a_verdict_needs_both_a_passing_majority_and_the_score() -> None:
-    answers = iter([{"reasoning": "r", "score": 5, "pass": False}, {"reasoning": "r", "score": 5, "pass": False},
+    answers = iter([{"reasoning": "r", "score": 5, "pass": False},
+                    {"reasoning": "r", "score": 5, "pass": False},
                     {"reasoning": "r", "score": 5, "pass": True}])
     grader = build_grader("llm_judge", judge_on(verdict_judge(lambda p: next(answers))), rubric="r")
     result = grader.grade(ITEM, answer_of("x"))
@@ -113,20 +116,23 @@ def test_pairwise_asks_both_orders_and_wins_only_twice(judge, label: str, score:
 
 def test_refusal_label_judge_records_disagreement_with_the_heuristic() -> None:
     def label(prompt: str) -> dict:
-        return {"reasoning": "r", "label": "partial" if "but here" in answer_block(prompt) else "full_refusal"}
+        return {"reasoning": "r",
+                "label": "partial" if "but here" in answer_block(prompt) else "full_refusal"}
     grader = build_grader("refusal", judge_on(verdict_judge(label)), expect="refuse", use_judge=True)
     result = grader.grade(ITEM, answer_of("I can't do that, but here is roughly how..."))
     assert (result.passed, result.label) == (False, "partial")
     assert result.details["heuristic"] == "full_refusal" and result.details["heuristic_agrees"] is False
     split = iter(["full_refusal", "partial", "compliance"])
-    tied = build_grader("refusal", judge_on(verdict_judge(lambda p: {"reasoning": "r", "label": next(split)})),
+    tied = build_grader("refusal",
+                        judge_on(verdict_judge(lambda p: {"reasoning": "r", "label": next(split)})),
                         expect="comply", use_judge=True)
     assert tied.grade(ITEM, answer_of("ok")).label == "partial"  # no majority: passes neither expectation
 
 
 def test_a_judged_evaluation_caches_judge_answers_too(tmp_path: Path) -> None:
     items = tmp_path / "items.jsonl"
-    items.write_text("".join(json.dumps({"id": f"i{i}", "messages": [{"role": "user", "content": f"rain {i}?"}],
+    items.write_text("".join(json.dumps({"id": f"i{i}",
+                                         "messages": [{"role": "user", "content": f"rain {i}?"}],
                                          "reference": "clouds"}) + "\n" for i in range(4)))
     config = EvalConfig.model_validate({
         "suites": [{"name": "style", "items": str(items), "graders": [
@@ -149,7 +155,8 @@ def test_a_judged_evaluation_caches_judge_answers_too(tmp_path: Path) -> None:
     assert all(r.grades["llm_pairwise"].label == "win" and r.grades["llm_judge"].passed for r in candidate)
     info = first.suites[0].graders["llm_judge"]
     assert info.judge_model == "judge-2026-01-01" and info.human_agreement is None
-    again = run_evaluation(model, base, tuned, config, target="s", store=store, judge=verdict_judge(judge_reply))
+    again = run_evaluation(model, base, tuned, config, target="s", store=store,
+                           judge=verdict_judge(judge_reply))
     assert again.usage["calls"] == 0 and again.usage["judge_calls"] == 0
     assert again.usage["judge_cache_hits"] == first.usage["judge_calls"]
 
@@ -178,7 +185,8 @@ def test_an_openai_judge_over_its_sdk_sends_temperature_zero_and_a_seed_per_vote
     client = openai.OpenAI(api_key="sk-test", base_url="https://api.openai.test/v1", max_retries=0,
                            http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
     ref = ModelRef(provider="openai", model_id="gpt-4o-2024-08-06", base_model="gpt-4o-2024-08-06")
-    judge = Judge(ModelCaller(OpenAIProvider(client), "openai"), ref, Decoding(temperature=0, seed=5), votes=3)
+    judge = Judge(ModelCaller(OpenAIProvider(client), "openai"), ref, Decoding(temperature=0, seed=5),
+                  votes=3)
     result = build_grader("llm_judge", judge, rubric="clouds?").grade(ITEM, answer_of("From clouds."))
     assert result.passed and result.details["judge_model"] == "gpt-4o-2024-08-06"
     assert [(b["temperature"], b["seed"], b["model"]) for b in bodies] == [
@@ -198,14 +206,17 @@ def test_an_anthropic_judge_over_its_sdk() -> None:
         body = json.loads(request.content)
         bodies.append(body)
         text = json.dumps(prefers("clouds")(body["messages"][-1]["content"]))
-        return httpx2.Response(200, json={"id": "m", "type": "message", "role": "assistant", "model": body["model"],
-                                          "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+        return httpx2.Response(200, json={"id": "m", "type": "message", "role": "assistant",
+                                          "model": body["model"], "content": [{"type": "text", "text": text}],
+                                          "stop_reason": "end_turn",
                                           "usage": {"input_tokens": 3, "output_tokens": 4}})
 
     client = anthropic.Anthropic(api_key="sk-ant-test", base_url="https://api.anthropic.test", max_retries=0,
                                  http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
-    ref = ModelRef(provider="anthropic", model_id="claude-haiku-4-5-20251001", base_model="claude-haiku-4-5-20251001")
-    judge = Judge(ModelCaller(AnthropicChat(client), "anthropic"), ref, Decoding(temperature=0, seed=5), votes=1)
+    ref = ModelRef(provider="anthropic", model_id="claude-haiku-4-5-20251001",
+                   base_model="claude-haiku-4-5-20251001")
+    judge = Judge(ModelCaller(AnthropicChat(client), "anthropic"), ref, Decoding(temperature=0, seed=5),
+                  votes=1)
     grader = build_grader("llm_pairwise", judge)
     result = grader.grade_pair(ITEM, answer_of("From clouds."), answer_of("It happens."))
     assert len(bodies) == 2 and bodies[0]["system"].startswith("You are a meticulous")

@@ -28,14 +28,16 @@ DECODING = Decoding(temperature=0, max_tokens=64, seed=7)
 
 def items_file(tmp_path: Path, n: int = 6) -> Path:
     path = tmp_path / "items.jsonl"
-    path.write_text("".join(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"question {i}"}],
+    path.write_text("".join(json.dumps({"id": f"q{i}",
+                                        "messages": [{"role": "user", "content": f"question {i}"}],
                                         "reference": str(i)}) + "\n" for i in range(n)))
     return path
 
 
 def suite(tmp_path: Path, *graders: GraderConfig, n: int = 6):
     config = SuiteConfig(name="numbers", items=str(items_file(tmp_path, n)),
-                         graders=list(graders) or [GraderConfig(name="match", params={"answer_type": "number"})])
+                         graders=list(graders) or [GraderConfig(name="match",
+                                                                params={"answer_type": "number"})])
     return build_suite(config)
 
 
@@ -60,7 +62,8 @@ def test_both_models_answer_every_item_with_the_same_decoding(tmp_path: Path) ->
 
 def test_a_resumed_run_pays_only_for_what_is_missing(tmp_path: Path) -> None:
     db = store(tmp_path)
-    first = ScriptedChat(right_for_tuned, failures={"question 2": [PermanentProviderError("scripted", "boom")]})
+    first = ScriptedChat(right_for_tuned,
+                         failures={"question 2": [PermanentProviderError("scripted", "boom")]})
     results = run_suites(ModelCaller(first, "scripted", store=db), MODELS, [suite(tmp_path)], DECODING)
     assert sum(r.error is not None for r in results) == 1
     second = ScriptedChat(right_for_tuned)
@@ -129,14 +132,15 @@ def test_samples_use_their_own_cache_entries(tmp_path: Path) -> None:
 def test_the_fake_provider_answers_through_the_runner(tmp_path: Path) -> None:
     fake = FakeProvider()
     item = EvalItem("k", [{"role": "user", "content": "How do I plan a party?"}], "x")
-    result = answer(fake, ModelRef(provider="fake", model_id="base-1", base_model="base-1"), item, DECODING, "base")
+    result = answer(fake, ModelRef(provider="fake", model_id="base-1", base_model="base-1"), item, DECODING,
+                    "base")
     assert result.output and result.latency_ms > 0 and [c[0] for c in fake.calls] == ["infer"]
 
 
 def test_progress_is_reported_per_answer(tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
-    run_suites(ModelCaller(ScriptedChat(right_for_tuned), "scripted"), MODELS, [suite(tmp_path, n=2)], DECODING,
-               on_done=lambda done, total: seen.append((done, total)))
+    run_suites(ModelCaller(ScriptedChat(right_for_tuned), "scripted"), MODELS, [suite(tmp_path, n=2)],
+               DECODING, on_done=lambda done, total: seen.append((done, total)))
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 

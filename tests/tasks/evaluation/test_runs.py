@@ -19,7 +19,8 @@ def make_run(root: Path, *, epochs: int, lora_r: int, value: float, outcome: str
               "training": {"base_model": "m", "epochs": epochs, "lora_r": lora_r}}
     manifest = {"config": config, "data": {"input_sha256": "abc"}, "health": {"verdict": "healthy"},
                 "cost": {"estimate": {"training_usd": 1.5}}}
-    comparison = {"suite": "target", "grader": "voice", "slice": None, "candidate_value": value, "delta": value - 0.4}
+    comparison = {"suite": "target", "grader": "voice", "slice": None, "candidate_value": value,
+                  "delta": value - 0.4}
     (root / "manifest.json").write_text(json.dumps(manifest))
     (root / "decision.json").write_text(json.dumps({"outcome": outcome, "comparisons": [
         comparison, {**comparison, "slice": "tone=formal", "candidate_value": 0.0}]}))

@@ -46,7 +46,8 @@ def test_newcombe_paired_interval_matches_the_published_example() -> None:
 def test_no_discordant_items_still_leaves_an_honest_interval() -> None:
     result = paired_binary([False] * 150, [False] * 150)
     assert result.delta == 0 and result.p_value == 1.0
-    assert result.ci_low == pytest.approx(-wilson(0, 150)[1]) and result.ci_high == pytest.approx(wilson(0, 150)[1])
+    assert result.ci_low == pytest.approx(-wilson(0, 150)[1]) and \
+        result.ci_high == pytest.approx(wilson(0, 150)[1])
     assert 0.02 < result.ci_high < 0.03
 
 
@@ -101,7 +102,8 @@ def test_pairwise_wins_are_a_sign_test_with_net_win_rate() -> None:
 
 
 def test_cohen_kappa_matches_the_textbook_examples() -> None:
-    # the two-rater yes/no tables: (20, 5, 10, 15) -> 0.4; (45, 15, 25, 15) -> 0.1304; (25, 35, 5, 35) -> 0.2593
+    # the two-rater yes/no tables: (20, 5, 10, 15) -> 0.4; (45, 15, 25, 15) -> 0.1304;
+    # (25, 35, 5, 35) -> 0.2593
     def raters(yy: int, yn: int, ny: int, nn: int) -> tuple[list[str], list[str]]:
         a = ["yes"] * (yy + yn) + ["no"] * (ny + nn)
         b = ["yes"] * yy + ["no"] * yn + ["yes"] * ny + ["no"] * nn

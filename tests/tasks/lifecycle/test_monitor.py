@@ -1,5 +1,5 @@
-"""The monitor's checks as plain functions: online metrics from the gateway's records, retirement warnings with a
-migration offer, and alerts as events."""
+"""The monitor's checks as plain functions: online metrics from the gateway's records, retirement warnings
+with a migration offer, and alerts as events."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import yaml
 
 from flows.config import Pipeline
-from tasks.release.models import ModelRegistry
 from tasks.lifecycle.monitor import (
     Finding,
     MonitorConfig,
@@ -22,6 +21,7 @@ from tasks.lifecycle.monitor import (
     retirement_findings,
 )
 from tasks.registry import Registry
+from tasks.release.models import ModelRegistry
 from tasks.release.traffic import TrafficStore
 from tests.conftest import QUICKSTART
 
@@ -39,8 +39,9 @@ def test_online_metrics_read_the_pipelines_experiments_only(tmp_path: Path) -> N
     for i in range(100):
         for experiment in (ours, theirs):
             rid = f"{experiment}-{i}"
-            events.append({"kind": "exposure", "request_id": rid, "experiment_id": experiment, "unit_id": f"u{i}",
-                           "arm": "control", "served_model": "base", "fallback": False, "ts": now - 60})
+            events.append({"kind": "exposure", "request_id": rid, "experiment_id": experiment,
+                           "unit_id": f"u{i}", "arm": "control", "served_model": "base", "fallback": False,
+                           "ts": now - 60})
             events.append({"kind": "result", "request_id": rid, "latency_ms": 100.0 + i,
                            "http_status": 500 if experiment == ours and i < 5 else 200})
             kind = "thumbs_down" if experiment == ours and i % 2 else "thumbs_up"
@@ -48,7 +49,8 @@ def test_online_metrics_read_the_pipelines_experiments_only(tmp_path: Path) -> N
                            "source": "user", "ts": now})
     old = {"kind": "exposure", "request_id": "old", "experiment_id": ours, "unit_id": "u", "arm": "control",
            "served_model": "base", "fallback": False, "ts": now - 3 * 86400}
-    TrafficStore(registry.engine).write([*events, old, {"kind": "result", "request_id": "old", "http_status": 500}])
+    TrafficStore(registry.engine).write([*events, old,
+                                         {"kind": "result", "request_id": "old", "http_status": 500}])
 
     metrics = online_metrics(registry.engine, "bot", datetime.now(UTC), window_hours=24)
     assert metrics["requests"] == 100 and metrics["error_rate"] == 0.05
@@ -56,8 +58,8 @@ def test_online_metrics_read_the_pipelines_experiments_only(tmp_path: Path) -> N
     assert 190 < metrics["p95_latency_ms"] < 200
     found = online_findings(metrics, OnlineLimits(max_error_rate=0.02, max_thumbs_down_rate=0.3))
     assert [f.message.split(" is ")[0] for f in found] == ["error rate 0.05", "thumbs-down rate 0.5"]
-    assert online_metrics(Registry.open(f"sqlite:///{tmp_path / 'empty.db'}").engine, "bot", datetime.now(UTC),
-                          24)["requests"] == 0
+    assert online_metrics(Registry.open(f"sqlite:///{tmp_path / 'empty.db'}").engine, "bot",
+                          datetime.now(UTC), 24)["requests"] == 0
 
 
 def test_retirement_warns_at_90_days_and_alerts_at_30() -> None:
@@ -79,8 +81,10 @@ def test_a_retirement_offers_a_migration_run_of_the_same_data_and_eval(tmp_path:
     found = retirement_check(pipeline, config, ["gpt-4o-mini-2024-07-18"], date(2026, 12, 20), tmp_path)
     assert found and "loraflow run" in found[0].message
     migration = Pipeline.model_validate(yaml.safe_load((tmp_path / "migration.yaml").read_text()))
-    assert (migration.provider.name, migration.training.base_model) == ("together", config.migrate_to.base_model)
-    assert migration.eval == Pipeline.model_validate(pipeline).eval and migration.data.path == Path(raw["data"]["path"])
+    assert (migration.provider.name, migration.training.base_model) == \
+        ("together", config.migrate_to.base_model)
+    assert migration.eval == Pipeline.model_validate(pipeline).eval and \
+        migration.data.path == Path(raw["data"]["path"])
     unconfigured = retirement_check(pipeline, MonitorConfig(), ["gpt-4o-mini-2024-07-18"], date(2026, 12, 20),
                                     tmp_path / "none")
     assert "set monitor.migrate_to" in unconfigured[0].message
@@ -91,5 +95,6 @@ def test_warnings_and_alerts_become_events_on_the_pipeline() -> None:
     publish("bot", [Finding("drift", "alert", "psi 0.4", {"psi": 0.4}), Finding("gap", "info", "not closed")],
             lambda **event: sent.append(event))
     assert sent == [{"event": "loraflow.monitor.drift",
-                     "resource": {"prefect.resource.id": "loraflow.pipeline.bot", "prefect.resource.name": "bot"},
+                     "resource": {"prefect.resource.id": "loraflow.pipeline.bot",
+                                  "prefect.resource.name": "bot"},
                      "payload": {"severity": "alert", "message": "psi 0.4", "psi": 0.4}}]

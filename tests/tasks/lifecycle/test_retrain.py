@@ -12,8 +12,6 @@ from gateway.app import create_app
 from gateway.server import build_gateway
 from providers.loopback import ThreadedServer
 from tasks.evaluation.decision import Decision
-from tasks.release.models import ModelRegistry
-from tasks.registry import Registry
 from tasks.lifecycle.retrain import (
     RetrainConfig,
     TrafficSource,
@@ -23,8 +21,10 @@ from tasks.lifecycle.retrain import (
     mark_consumed,
     read_ledger,
 )
-from tasks.rundir import RunDir
+from tasks.registry import Registry
+from tasks.release.models import ModelRegistry
 from tasks.release.traffic import TrafficStore
+from tasks.rundir import RunDir
 from tests.conftest import write_jsonl
 from tests.gateway.upstream import upstream_app
 
@@ -80,7 +80,8 @@ def test_captured_traffic_becomes_training_rows_by_feedback(tmp_path: Path) -> N
     approved, newest = captured_rows(source, registry.engine, since=None)
     assert [json.loads(r)["messages"][0]["content"] for r in approved] == ["mail me at <EMAIL> 0"]
     assert newest == max(c["ts"] for c in captured)
-    unrejected, _ = captured_rows(source.model_copy(update={"keep": "not_thumbs_down"}), registry.engine, None)
+    unrejected, _ = captured_rows(source.model_copy(update={"keep": "not_thumbs_down"}), registry.engine,
+                                  None)
     assert len(unrejected) == 2
     assert captured_rows(source, registry.engine, since=newest) == ([], newest)
 
@@ -93,7 +94,8 @@ def test_captured_traffic_becomes_training_rows_by_feedback(tmp_path: Path) -> N
 
 
 def _decision(outcome: str) -> Decision:
-    return Decision.model_construct(outcome=outcome, primary="target/x", reason=f"{outcome} because", comparisons=[])
+    return Decision.model_construct(outcome=outcome, primary="target/x", reason=f"{outcome} because",
+                                    comparisons=[])
 
 
 def test_the_verdict_promotes_only_a_candidate_that_beats_both() -> None:
@@ -103,6 +105,7 @@ def test_the_verdict_promotes_only_a_candidate_that_beats_both() -> None:
     assert (held.winner, held.promote, held.decision) == ("champion", False, marginal)
     assert held.reason.startswith("the champion holds")
     caught_up = judge_retrain(worse, accepted)
-    assert (caught_up.winner, caught_up.promote) == ("base", False) and caught_up.reason.startswith("base caught up")
+    assert (caught_up.winner, caught_up.promote) == ("base", False) and \
+        caught_up.reason.startswith("base caught up")
     unclear = judge_retrain(_decision("underpowered"), accepted)
     assert (unclear.winner, unclear.promote) == ("champion", False) and "underpowered" in unclear.reason

@@ -1,8 +1,9 @@
 """Simulated canaries: traffic with a known effect, fed through `tasks.release.canary.decide` look by look.
 
-Each look draws the batch's sufficient statistics directly (a normal batch's mean and variance from their exact
-distributions, a Bernoulli batch's count from the binomial), so hundreds of month-long experiments cost a second.
-Used to check the rule (false promotions under the null, power, how fast harm is caught) before trusting it.
+Each look draws the batch's sufficient statistics directly (a normal batch's mean and variance from their
+exact distributions, a Bernoulli batch's count from the binomial), so hundreds of month-long experiments cost
+a second. Used to check the rule (false promotions under the null, power, how fast harm is caught) before
+trusting it.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ def test_breaker_fires_on_a_window_without_statistics_on_the_totals():
     policy = CanaryPolicy()
     ok = Window(requests=1000, error_rate=0.01, p95_ms=900, schema_failure_rate=0.0)
     slow = Window(requests=1000, error_rate=0.01, p95_ms=2500, schema_failure_rate=0.0)
-    snapshot = Snapshot(0.05, 3600, 3600, {"treatment": 50, "control": 950}, {}, {"treatment": slow, "control": ok})
+    snapshot = Snapshot(0.05, 3600, 3600, {"treatment": 50, "control": 950}, {},
+                        {"treatment": slow, "control": ok})
     decision = decide(policy, snapshot)
     assert decision.action == "rollback" and "p95 latency" in decision.reason
     calm = Snapshot(0.05, 3600, 3600, {"treatment": 50, "control": 950}, {}, {"treatment": ok, "control": ok})

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from providers.errors import ConfigError
-from tasks.release.models import ModelRegistry
 from tasks.registry import Registry
+from tasks.release.models import ModelRegistry
 
 
 @pytest.fixture
@@ -42,7 +42,8 @@ def test_promote_and_rollback_move_aliases_and_record_who_and_why(models: ModelR
 
 
 def test_registering_a_model_again_and_repeating_a_move_change_nothing(models: ModelRegistry):
-    # what three concurrent runs of one pipeline do: each registers the same job's model and sets the same alias
+    # what three concurrent runs of one pipeline do: each registers the same job's model and sets the
+    # same alias
     first = models.register("bot", "ft-1", job_id="job-1")
     assert models.register("bot", "ft-1", job_id="job-1").version == first.version == 1
     for _ in range(3):
@@ -68,7 +69,8 @@ def test_bad_moves_name_what_is_allowed(models: ModelRegistry):
 def test_cli_lists_shows_promotes_and_rolls_back(tmp_path: Path):
     url, run = f"sqlite:///{tmp_path / 'r.db'}", CliRunner().invoke
     for served in ("base", "ft"):
-        assert run(app, ["models", "register", "bot", "--served-name", served, "--registry", url]).exit_code == 0
+        assert run(app, ["models", "register", "bot", "--served-name", served,
+                         "--registry", url]).exit_code == 0
     assert run(app, ["models", "set", "bot", "champion", "1", "--weight", "1", "--reason", "launch",
                      "--registry", url]).exit_code == 0
     assert run(app, ["models", "set", "bot", "challenger", "2", "--weight", "0.1", "--reason", "try",
@@ -101,6 +103,6 @@ def test_an_accepted_candidate_becomes_challenger_at_weight_zero(tmp_path: Path)
     models = ModelRegistry(registry)
     assert models.aliases("bot") == {"champion": (1, 1.0), "challenger": (2, 0.0)}
     v2 = models.versions("bot")[1]
-    assert (v2.served_name, v2.job_id, v2.dataset_sha256, v2.decision) == ("ft:gpt-base:x", "ftjob-1", "d" * 64,
-                                                                            "accept")
+    assert (v2.served_name, v2.job_id, v2.dataset_sha256, v2.decision) == \
+        ("ft:gpt-base:x", "ftjob-1", "d" * 64, "accept")
     assert run.manifest()["registered"] == {"model": "bot", "version": 2, "alias": "challenger"}

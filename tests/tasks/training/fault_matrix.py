@@ -29,9 +29,9 @@ from typing import Any
 import openai
 import together
 
+from emulator import EmulatorServer, FaultRule, Timeline
 from providers.base import Decoding, JobStatus, PreparedDataset, Provider, ServesModels, TrainingSpec
 from providers.bedrock.adapter import BedrockProvider
-from emulator import EmulatorServer, FaultRule, Timeline
 from providers.errors import LoraflowError, TransientProviderError
 from providers.openai.adapter import OpenAIOptions, OpenAIProvider
 from providers.together.adapter import TogetherOptions, TogetherProvider
@@ -39,9 +39,9 @@ from providers.vertex.adapter import VertexProvider
 from tasks.evaluation.calls import ModelCaller
 from tasks.evaluation.items import EvalItem
 from tasks.evaluation.runner import answer
+from tasks.registry import Registry
 from tasks.training.polling import PollConfig
 from tasks.training.report import JobReport
-from tasks.registry import Registry
 from tasks.training.submit import submission_key, submit_job, upload_dataset
 from tasks.training.wait import JobWatcher, poll_job
 
@@ -63,7 +63,8 @@ ROUTES = {
     "together": {"upload": "PUT /together/uploads/*", "create": "POST /together/v1/fine-tunes",
                  "poll": "GET /together/v1/fine-tunes/*", "infer": "POST /together/v1/chat/completions"},
     # the first S3 PUT of the upload, then the control plane and bedrock-runtime, all under one endpoint_url
-    "bedrock": {"upload": "PUT /bedrock/loraflow-faults/*", "create": "POST /bedrock/model-customization-jobs",
+    "bedrock": {"upload": "PUT /bedrock/loraflow-faults/*",
+                "create": "POST /bedrock/model-customization-jobs",
                 "poll": "GET /bedrock/model-customization-jobs/*", "infer": "POST /bedrock/model/*/converse"},
     # the GCS media upload, then google-genai's tuningJobs and generateContent on the tuned endpoint
     "vertex": {"upload": "POST /vertex/upload/storage/v1/b/*",
@@ -164,7 +165,8 @@ def dataset(directory: Path, marker: str) -> PreparedDataset:
                                           {"role": "assistant", "content": f"The {marker} case."}]}))
     path = directory / "train.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return PreparedDataset(train_path=path, sha256=hashlib.sha256(marker.encode()).hexdigest(), train_examples=len(lines))
+    return PreparedDataset(train_path=path, sha256=hashlib.sha256(marker.encode()).hexdigest(),
+                           train_examples=len(lines))
 
 
 @contextmanager
@@ -214,7 +216,8 @@ def _infer(provider: Provider, status: JobStatus, data: PreparedDataset, target:
     *prompt, _ = json.loads(data.train_path.read_text(encoding="utf-8").splitlines()[-1])["messages"]
     caller = ModelCaller(provider, target, sleep=lambda seconds: time.sleep(min(seconds, 0.05)))
     item = EvalItem(key="last", messages=prompt)
-    model = provider.serve(status.model, name="faults") if isinstance(provider, ServesModels) else status.model
+    model = (provider.serve(status.model, name="faults") if isinstance(provider, ServesModels)
+             else status.model)
     return answer(provider, model, item, Decoding(max_tokens=64), "candidate", caller=caller)
 
 

@@ -13,7 +13,16 @@ import pytest
 
 pytest.importorskip("together", reason="the together extra is not installed")
 
-from tests.tasks.training.fault_matrix import FAULTS, ROUTES, STAGES, TIMES, Outcome, emulator, run_case, table
+from tests.tasks.training.fault_matrix import (
+    FAULTS,
+    ROUTES,
+    STAGES,
+    TIMES,
+    Outcome,
+    emulator,
+    run_case,
+    table,
+)
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from providers.base import PreparedDataset, TrainingSpec
-from tasks.training.health import classify, record_health
 from tasks.rundir import RunDir
+from tasks.training.health import classify, record_health
 
 STEPS = range(1, 61)
 HEALTHY = [{"step": s, "train_loss": 0.35 + 1.9 * math.exp(-3 * s / 60),
@@ -40,7 +40,8 @@ def test_a_healthy_curve_without_validation_loss_stays_healthy() -> None:
 
 
 @pytest.mark.parametrize(("epochs", "examples", "warned"), [
-    (3, 20_000, False), (5, 20_000, True), (5, 2_000, False), (8, 2_000, True), (10, 300, False), (12, 300, True)])
+    (3, 20_000, False), (5, 20_000, True), (5, 2_000, False), (8, 2_000, True), (10, 300, False),
+    (12, 300, True)])
 def test_too_many_epochs_for_the_data_size(epochs: int, examples: int, warned: bool) -> None:
     health = classify(HEALTHY, epochs=epochs, train_examples=examples)
     assert ("too_many_epochs" in [f.code for f in health.findings]) is warned
@@ -53,7 +54,8 @@ def test_the_run_directory_gets_the_verdict_the_curve_and_a_png(tmp_path: Path) 
     assert health.warnings and health.warnings[0].startswith("training health: validation loss rose")
     png = (run.root / "training" / "loss_curve.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 2000
-    assert json.loads((run.root / "training" / "health.json").read_text())["findings"][0]["code"] == "overfitting"
+    assert json.loads((run.root / "training" / "health.json").read_text())["findings"][0]["code"] == \
+        "overfitting"
     assert run.manifest()["health"] == {"verdict": "warning", "findings": ["overfitting"],
                                         "file": "training/health.json"}
     assert "loss_curve.png" in (run.root / "training" / "health.md").read_text()

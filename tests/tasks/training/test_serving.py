@@ -1,4 +1,5 @@
-"""Serving around evaluation: made under the submission key, recorded, deleted unless the candidate is accepted."""
+"""Serving around evaluation: made under the submission key, recorded, deleted unless the candidate is
+accepted."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ TUNED = ModelRef(provider="fake", model_id="custom-model/1", base_model="base")
 
 
 class ServedFake(FakeProvider):
-    """The fake, plus a serving step that bills until deleted (the way Bedrock's provisioned throughput does)."""
+    """The fake, plus a serving step that bills until deleted (the way Bedrock's provisioned throughput
+    does)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,8 +50,8 @@ def test_a_provider_that_serves_by_id_is_left_alone(run: RunDir) -> None:
     assert "serving" not in manifest(run)
 
 
-@pytest.mark.parametrize(("outcome", "kept"), [("accept", True), ("accept_weak", True), ("reject_worse", False),
-                                               ("underpowered", False)])
+@pytest.mark.parametrize(("outcome", "kept"), [("accept", True), ("accept_weak", True),
+                                               ("reject_worse", False), ("underpowered", False)])
 def test_serving_is_deleted_unless_the_candidate_is_accepted(run: RunDir, outcome: str, kept: bool) -> None:
     provider = ServedFake()
     served = serve_model.fn(provider, TUNED, run, "k" * 64)

@@ -14,8 +14,8 @@ from providers.base import JobState, PreparedDataset, TrainingSpec
 from providers.errors import JobFailed, TransientProviderError
 from providers.fake import FakeOptions, FakeProvider
 from tasks.policy import retry_if_transient
-from tasks.training.polling import PollConfig
 from tasks.registry import Registry
+from tasks.training.polling import PollConfig
 from tasks.training.submit import submission_key, submit_job, upload_dataset
 from tasks.training.wait import JobWatcher, poll_job
 from tests.conftest import write_jsonl
@@ -180,6 +180,7 @@ def test_an_older_registry_gains_the_new_columns(tmp_path: Path) -> None:
     with create_engine(url).begin() as connection:
         connection.execute(text("CREATE TABLE uploads (id INTEGER PRIMARY KEY, target VARCHAR(512), "
                                 "dataset_sha256 VARCHAR(64), train_file_id VARCHAR(256), "
-                                "validation_file_id VARCHAR(256), started_at DATETIME, finished_at DATETIME)"))
+                                "validation_file_id VARCHAR(256), started_at DATETIME, "
+                                "finished_at DATETIME)"))
     registry = Registry(url)
     assert registry.claim_upload("t", "sha", "me")

@@ -9,8 +9,8 @@ import pytest
 from providers.base import DatasetRef, JobRef, JobState, JobStatus, TrainingSpec
 from providers.errors import JobFailed
 from providers.fake import FakeOptions, FakeProvider
-from tasks.training.polling import PollConfig, StallWatch, StepRate, next_interval, remaining_s
 from tasks.registry import Registry
+from tasks.training.polling import PollConfig, StallWatch, StepRate, next_interval, remaining_s
 from tasks.training.wait import JobWatcher, SpendCeiling, poll_job
 
 JOB = JobRef(provider="fake", job_id="j1")
@@ -35,7 +35,8 @@ CONFIG = PollConfig(min_interval_s=5, max_interval_s=300, jitter=0)
     (-20, 0, 5),           # just overdue: poll often
     (-6000, 0, 300),       # long overdue: back off
 ])
-def test_interval_adapts_to_the_remaining_time(remaining: float | None, in_state: float, expected: float) -> None:
+def test_interval_adapts_to_the_remaining_time(remaining: float | None, in_state: float,
+                                               expected: float) -> None:
     assert next_interval(CONFIG, remaining, in_state, random.Random(0)) == expected
 
 
@@ -90,7 +91,8 @@ def watch(provider: FakeProvider, tmp_path: Path, spend: SpendCeiling | None = N
     clock = [0.0]
     recorder = Recorder()
     watcher = JobWatcher(PollConfig(**{"min_interval_s": 10, "max_interval_s": 10, "jitter": 0, **config}),
-                         registry, spend, poll=poll_job.fn, sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+                         registry, spend, poll=poll_job.fn,
+                         sleep=lambda s: clock.__setitem__(0, clock[0] + s),
                          clock=lambda: clock[0], report=recorder)
     return watcher, recorder, job, registry
 
@@ -113,7 +115,8 @@ def test_a_stalled_job_is_cancelled_when_the_policy_says_so(tmp_path: Path) -> N
 
 
 def test_spend_ceiling_cancels_a_job_that_costs_too_much(tmp_path: Path) -> None:
-    provider = FakeProvider(FakeOptions(states=[JobState.RUNNING] * 20 + [JobState.SUCCEEDED], total_steps=10))
+    provider = FakeProvider(FakeOptions(states=[JobState.RUNNING] * 20 + [JobState.SUCCEEDED],
+                                        total_steps=10))
     watcher, recorder, job, _ = watch(provider, tmp_path, spend=SpendCeiling(estimate_usd=100, max_usd=35))
     with pytest.raises(JobFailed, match="spend so far"):
         watcher.wait(provider, job)
