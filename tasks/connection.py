@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 import urllib.request
 from typing import Any
 
@@ -90,7 +89,7 @@ def emulator_base_url(provider: str) -> str:
     try:
         with urllib.request.urlopen(f"{url}/_emulator/health", timeout=10) as response:
             apis = json.loads(response.read())["apis"]
-    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError) as exc:  # URLError is an OSError
         raise ConfigError(f"{EMULATOR_URL}={url}: no loopback emulator answers there ({exc}); "
                           f"{_HOW_TO_START}") from None
     if provider not in apis:
