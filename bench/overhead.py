@@ -36,9 +36,12 @@ def one_run(scratch: Path) -> tuple[float, dict[str, float], int]:
     # the emulator the CLI would start for `endpoint: emulator`, with a zero-length job timeline
     with EmulatorServer(state_dir=scratch / "home" / "emulator", timeline=Timeline(**ZERO)) as emulator:
         os.environ["LORAFLOW_EMULATOR_URL"] = emulator.url
-        started = time.perf_counter()
-        state = finetune(pipeline, return_state=True)
-        wall = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            state = finetune(pipeline, return_state=True)
+            wall = time.perf_counter() - started
+        finally:  # the next run's emulator is another one
+            del os.environ["LORAFLOW_EMULATOR_URL"]
     summary = state.result()
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(

@@ -68,7 +68,7 @@ def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]
     logger.setLevel(logging.INFO)
     logger.addHandler(display)
     try:
-        with display, emulator_for(config.provider.endpoint):
+        with display, emulator_for(*config.endpoints):
             summary = finetune(config)
     except LoraflowError as exc:
         raise fail(exc) from None

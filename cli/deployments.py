@@ -8,6 +8,7 @@ LORAFLOW_REPO set on the worker for its pull step.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,19 @@ def _spec(path: Path, index: int, entry: dict[str, Any]) -> DeploymentSpec:
         raise ConfigError(f"{path}: deployments.{index}: missing or malformed {exc}") from None
 
 
-def endpoints(specs: list[DeploymentSpec]) -> list[str | None]:
-    """The provider endpoints the deployments' pipelines name (`emulator` for an offline rehearsal)."""
-    return [(spec.parameters.get("pipeline") or {}).get("provider", {}).get("endpoint") for spec in specs]
+_ENDPOINT_KEYS = (("provider", "endpoint"), ("eval", "judge", "endpoint"))
+
+
+def endpoints(specs: list[DeploymentSpec]) -> list[object]:
+    """The endpoints the deployments' pipelines name (`emulator` for an offline rehearsal). The parameters
+    are not validated yet (the flow does that when it runs), so any level may be missing or not a mapping."""
+    found = []
+    for spec, keys in itertools.product(specs, _ENDPOINT_KEYS):
+        value: object = spec.parameters.get("pipeline")
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        found.append(value)
+    return found
 
 
 def _flow(spec: DeploymentSpec) -> Flow:

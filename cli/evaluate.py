@@ -40,7 +40,7 @@ def evaluate(
 
     try:
         config = load_pipeline(pipeline)
-        with emulator_for(config.provider.endpoint):
+        with emulator_for(*config.endpoints):
             decision, run_dir = _run(config, candidate, baseline)
     except LoraflowError as exc:
         raise fail(exc) from None

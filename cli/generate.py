@@ -47,7 +47,8 @@ def generate(
     try:
         console.print(f"{len(read_inputs(inputs, teacher))} inputs; teacher {teacher_model} at {target}")
         with emulator_for(endpoint):
-            model = open_chat_model(teacher_provider, {}, endpoint, api_key_secret, where="--api-key-secret")
+            model = open_chat_model(teacher_provider, {}, endpoint, api_key_secret, where="--api-key-secret",
+                                    endpoint_where="--endpoint")
             result = run_generation(inputs, out, teacher, model, concurrency=concurrency,
                                     requests_per_minute=requests_per_minute, max_usd=max_usd)
     except LoraflowError as exc:

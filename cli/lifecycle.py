@@ -32,7 +32,7 @@ def _run(flow: Callable[[Pipeline], T], path: Path) -> T:
 
     try:
         pipeline = load_pipeline(path)
-        with emulator_for(pipeline.provider.endpoint):
+        with emulator_for(*pipeline.endpoints):
             return flow(pipeline)
     except LoraflowError as exc:
         raise fail(exc) from None

@@ -4,7 +4,7 @@ The CLI is the only product code that starts it. For the lifetime of a command t
 an emulator serves on a free loopback port with its state under $LORAFLOW_HOME/emulator, so a re-run after a
 crash finds the files and jobs of the earlier run there, as it would at the vendor; LORAFLOW_EMULATOR_URL
 tells the provider connection (tasks/connection.py) where it is. An emulator already named there is used as
-it is.
+it is, once it answers.
 """
 
 from __future__ import annotations
@@ -14,21 +14,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from emulator import EmulatorServer
-from tasks.connection import EMULATOR, EMULATOR_URL
+from providers.errors import ConfigError
+from tasks.connection import EMULATOR, EMULATOR_URL, emulator_apis
 from tasks.progress import milestone
 from tasks.registry import loraflow_home
 
 
 @contextmanager
-def emulator_for(*endpoints: str | None) -> Iterator[None]:
-    """Run the emulator while the block runs when one of `endpoints` is `emulator` and none is named yet."""
-    if EMULATOR not in endpoints or os.environ.get(EMULATOR_URL):
+def emulator_for(*endpoints: object) -> Iterator[None]:
+    """Run the emulator while the block runs when one of `endpoints` is `emulator` and none is named yet.
+    A named one that does not answer is a ConfigError: its state (files, jobs) is what the run expects."""
+    if EMULATOR not in endpoints:
+        yield
+        return
+    if named := os.environ.get(EMULATOR_URL):
+        try:
+            emulator_apis(named)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{EMULATOR_URL}={named} names no running emulator ({exc}): start it there, or "
+                              "unset the variable and this command starts its own") from None
         yield
         return
     with EmulatorServer(state_dir=loraflow_home() / "emulator") as server:
-        os.environ[EMULATOR_URL] = server.url
-        milestone("prepare", "started the loopback emulator at %s", server.url)
         try:
+            os.environ[EMULATOR_URL] = server.url
+            milestone("prepare", "started the loopback emulator at %s", server.url)
             yield
         finally:
             os.environ.pop(EMULATOR_URL, None)

@@ -86,6 +86,7 @@ def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key
     url = f"http://{HOST}:{sock.getsockname()[1]}"
     apis = ", ".join(f"{name} at {url}{root}" for name, root in API_ROOTS.items())
     print(f"loraflow emulator: {apis} ({where})", file=sys.stderr, flush=True)
+    print(f"LORAFLOW_EMULATOR_URL={url}", flush=True)  # on stdout: the line a worker's environment needs
     try:
         server.run(sockets=[sock])
     finally:

@@ -64,6 +64,11 @@ class Pipeline(_Section):
         """Names the configuration in run directories and lineage."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
+    @property
+    def endpoints(self) -> tuple[str | None, ...]:
+        """Every endpoint the pipeline calls: the provider's and the judge's (`emulator` for a rehearsal)."""
+        return self.provider.endpoint, self.eval.judge.endpoint if self.eval.judge else None
+
     def new_run(self) -> RunDir:
         """A new run directory under `run_root/name`, named after the time and the configuration."""
         return RunDir.create(self.run_root, self.name, self.config_sha256)

@@ -19,14 +19,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from providers import PROVIDERS, get_chat_model, get_provider
 from providers.base import ChatModel, Provider
 from providers.errors import ConfigError
+from tasks.registry import loraflow_home
 from tasks.secrets import SECRET_HELP, secret_value
 
 EMULATOR = "emulator"
 EMULATOR_URL = "LORAFLOW_EMULATOR_URL"
 EMULATOR_KEY = "loraflow-emulator"
-_HOW_TO_START = ("`loraflow run`, `eval`, `retrain`, `monitor`, `serve` and `data generate` start one "
-                 "themselves; elsewhere (a Prefect worker, your own Python) start `loraflow emulator "
-                 f"--state-dir $LORAFLOW_HOME/emulator` and set {EMULATOR_URL} to the URL it prints")
+
+
+def _how_to_start() -> str:
+    return ("`loraflow run`, `eval`, `retrain`, `monitor`, `serve` and `data generate` start one themselves; "
+            "elsewhere (a Prefect worker, your own Python) start `loraflow emulator --state-dir "
+            f"{loraflow_home() / 'emulator'}` and set the {EMULATOR_URL}=... line it prints")
 
 
 class ProviderConfig(BaseModel):
@@ -61,38 +65,48 @@ def open_provider(config: ProviderConfig) -> Provider:
     """The provider of `config`; its key from Secret block `api_key_secret` when named, else from its
     environment variable."""
     base_url, api_key = _endpoint_and_key(config.name, config.endpoint, config.api_key_secret,
-                                          "provider.api_key_secret")
+                                          "provider.api_key_secret", "provider.endpoint")
     return get_provider(config.name, config.options, base_url=base_url, api_key=api_key)
 
 
 def open_chat_model(name: str, options: dict[str, Any], endpoint: str | None = None,
-                    api_key_secret: str | None = None, *, where: str) -> ChatModel:
-    """Any provider or chat-only adapter (a judge, a teacher), opened like `open_provider`; `where` names the
-    secret's key path in errors."""
-    base_url, api_key = _endpoint_and_key(name, endpoint, api_key_secret, where)
+                    api_key_secret: str | None = None, *, where: str, endpoint_where: str) -> ChatModel:
+    """Any provider or chat-only adapter (a judge, a teacher), opened like `open_provider`; `where` and
+    `endpoint_where` name the secret's and the endpoint's key paths (or CLI options) in errors."""
+    base_url, api_key = _endpoint_and_key(name, endpoint, api_key_secret, where, endpoint_where)
     return get_chat_model(name, options, base_url=base_url, api_key=api_key)
 
 
-def _endpoint_and_key(name: str, endpoint: str | None, api_key_secret: str | None, where: str
-                      ) -> tuple[str | None, str | None]:
+def _endpoint_and_key(name: str, endpoint: str | None, api_key_secret: str | None, where: str,
+                      endpoint_where: str) -> tuple[str | None, str | None]:
     if endpoint == EMULATOR:
-        return emulator_base_url(name), EMULATOR_KEY
+        return emulator_base_url(name, where=endpoint_where), EMULATOR_KEY
     return endpoint, secret_value(api_key_secret, where) if api_key_secret else None
 
 
-def emulator_base_url(provider: str) -> str:
-    """Where `provider`'s API lives on the emulator that LORAFLOW_EMULATOR_URL names."""
+def emulator_apis(url: str) -> dict[str, str]:
+    """The API roots the emulator at `url` serves, by provider; OSError, ValueError or TypeError when no
+    emulator answers there."""
+    with urllib.request.urlopen(f"{url.rstrip('/')}/_emulator/health", timeout=10) as response:
+        answer = json.loads(response.read())
+    apis = answer.get("apis") if isinstance(answer, dict) else None
+    if not isinstance(apis, dict):
+        raise TypeError("its health answer lists no apis")
+    return apis
+
+
+def emulator_base_url(provider: str, *, where: str = "provider.endpoint") -> str:
+    """Where `provider`'s API lives on the emulator that LORAFLOW_EMULATOR_URL names; `where` is the
+    config key that asked for it, for errors."""
     url = os.environ.get(EMULATOR_URL, "").rstrip("/")
     if not url:
-        raise ConfigError("provider.endpoint: emulator: no loopback emulator runs for this process; "
-                          f"{_HOW_TO_START}")
+        raise ConfigError(f"{where}: emulator: no loopback emulator runs for this process; {_how_to_start()}")
     try:
-        with urllib.request.urlopen(f"{url}/_emulator/health", timeout=10) as response:
-            apis = json.loads(response.read())["apis"]
-    except (OSError, ValueError, KeyError) as exc:  # URLError is an OSError
-        raise ConfigError(f"{EMULATOR_URL}={url}: no loopback emulator answers there ({exc}); "
-                          f"{_HOW_TO_START}") from None
+        apis = emulator_apis(url)
+    except (OSError, ValueError, TypeError) as exc:  # URLError is an OSError
+        raise ConfigError(f"{where}: emulator: {EMULATOR_URL}={url}, but no loopback emulator answers there "
+                          f"({exc}); {_how_to_start()}") from None
     if provider not in apis:
-        raise ConfigError(f"provider.endpoint: the emulator does not speak {provider!r}; it emulates: "
+        raise ConfigError(f"{where}: the emulator does not speak {provider!r}; it emulates: "
                           f"{', '.join(apis)}")
     return f"{url}{apis[provider]}"

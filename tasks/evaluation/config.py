@@ -118,7 +118,8 @@ class SuiteConfig(_Section):
 class JudgeConfig(_Section):
     provider: str = Field(description="any chat model provider (openai, anthropic, fake, ...)")
     model: str = Field(min_length=1, description="a pinned snapshot, never a moving alias")
-    endpoint: str | None = Field(default=None, description="a URL to another endpoint; empty: the vendor's")
+    endpoint: str | None = Field(default=None, description="'emulator' for an offline rehearsal, a URL for "
+                                                           "another endpoint; empty: the vendor's")
     options: dict[str, Any] = Field(default_factory=dict)
     api_key_secret: str | None = Field(default=None, description=SECRET_HELP)
     votes: int = Field(default=3, ge=1, le=15, description="questions asked per verdict; majority wins")

@@ -25,7 +25,7 @@ def make_judge(config: JudgeConfig, model: ChatModel | None = None, *, store: Ev
     """The judge of `config` (on `model` when given, else built from the config) and its caller."""
     if model is None:
         model = open_chat_model(config.provider, config.options, config.endpoint, config.api_key_secret,
-                                where="eval.judge.api_key_secret")
+                                where="eval.judge.api_key_secret", endpoint_where="eval.judge.endpoint")
     limiter = TokenBucket.per_minute(config.requests_per_minute) if config.requests_per_minute else None
     caller = ModelCaller(model, judge_target(config), store=store, limiter=limiter)
     ref = ModelRef(provider=config.provider, model_id=config.model, base_model=config.model)

@@ -21,12 +21,13 @@ from tests.flows.pipelines import cli_env, loraflow, write_pipeline
 runner = CliRunner()
 
 
-def test_the_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
+def test_the_emulator_command_serves_until_stopped_and_prints_the_variable_to_set(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "cli.app", "emulator", "--port", str(port),
-                               "--state-dir", str(tmp_path / "emu")], stderr=subprocess.PIPE, text=True)
+                               "--state-dir", str(tmp_path / "emu")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -45,7 +46,8 @@ def test_the_emulator_command_serves_until_stopped(tmp_path: Path) -> None:
             assert json.loads(response.read())["object"] == "list"
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=10)
+        out, _ = server.communicate(timeout=10)
+    assert out.splitlines()[0] == f"LORAFLOW_EMULATOR_URL=http://127.0.0.1:{port}"
     assert (tmp_path / "emu" / "state.json").is_file()
 
 

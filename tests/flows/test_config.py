@@ -36,6 +36,13 @@ def test_the_quickstart_pipeline_loads_with_paths_resolved() -> None:
     assert pipeline.data.path == (QUICKSTART / "data" / "bullets.jsonl").resolve()
     assert pipeline.eval.primary_key == "five_verb_bullets"
     assert pipeline.provider.target == "openai@emulator"
+    assert pipeline.endpoints == ("emulator", None)
+
+
+def test_a_judge_on_the_emulator_is_an_endpoint_the_cli_starts_one_for(tmp_path: Path) -> None:
+    judge = {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "endpoint": "emulator"}
+    config = with_("eval", judge=judge)
+    assert load_pipeline(write(tmp_path, config)).endpoints == (None, "emulator")
 
 
 @pytest.mark.parametrize(("config", "message"), [

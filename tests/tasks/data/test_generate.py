@@ -98,7 +98,7 @@ def test_teacher_data_from_the_emulator_passes_the_data_step(tmp_path: Path) -> 
     teacher = Teacher("together", "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference", "together@emulator",
                       Decoding(max_tokens=256))
     out = tmp_path / "teacher.jsonl"
-    model = open_chat_model("together", {}, "emulator", where="--api-key-secret")
+    model = open_chat_model("together", {}, "emulator", where="--api-key-secret", endpoint_where="--endpoint")
     first = generate(INPUTS, out, teacher, model, concurrency=4)
     again = generate(INPUTS, out, teacher, model)
     assert (first.generated, first.calls, first.failed) == (24, 24, [])
