@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from emulator import EmulatorServer
-from providers.errors import ConfigError
 from tasks.connection import EMULATOR, EMULATOR_URL, emulator_apis
 from tasks.progress import milestone
 from tasks.registry import loraflow_home
@@ -28,11 +27,7 @@ def emulator_for(*endpoints: object) -> Iterator[None]:
         yield
         return
     if named := os.environ.get(EMULATOR_URL):
-        try:
-            emulator_apis(named)
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"{EMULATOR_URL}={named} names no running emulator ({exc}): start it there, or "
-                              "unset the variable and this command starts its own") from None
+        emulator_apis(named, advice="start it there, or unset the variable and this command starts its own")
         yield
         return
     with EmulatorServer(state_dir=loraflow_home() / "emulator") as server:

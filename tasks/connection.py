@@ -84,14 +84,17 @@ def _endpoint_and_key(name: str, endpoint: str | None, api_key_secret: str | Non
     return endpoint, secret_value(api_key_secret, where) if api_key_secret else None
 
 
-def emulator_apis(url: str) -> dict[str, str]:
-    """The API roots the emulator at `url` serves, by provider; OSError, ValueError or TypeError when no
-    emulator answers there."""
-    with urllib.request.urlopen(f"{url.rstrip('/')}/_emulator/health", timeout=10) as response:
-        answer = json.loads(response.read())
-    apis = answer.get("apis") if isinstance(answer, dict) else None
-    if not isinstance(apis, dict):
-        raise TypeError("its health answer lists no apis")
+def emulator_apis(url: str, *, advice: str) -> dict[str, str]:
+    """The API roots the emulator at `url` serves, by provider; a one-line ConfigError that ends with `advice`
+    when no emulator answers there."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/_emulator/health", timeout=10) as response:
+            answer = json.loads(response.read())
+        apis = answer.get("apis") if isinstance(answer, dict) else None
+        if not isinstance(apis, dict):
+            raise TypeError("its health answer lists no apis")
+    except (OSError, ValueError, TypeError) as exc:  # URLError is an OSError
+        raise ConfigError(f"{EMULATOR_URL}={url} names no running emulator ({exc}); {advice}") from None
     return apis
 
 
@@ -101,11 +104,7 @@ def emulator_base_url(provider: str, *, where: str = "provider.endpoint") -> str
     url = os.environ.get(EMULATOR_URL, "").rstrip("/")
     if not url:
         raise ConfigError(f"{where}: emulator: no loopback emulator runs for this process; {_how_to_start()}")
-    try:
-        apis = emulator_apis(url)
-    except (OSError, ValueError, TypeError) as exc:  # URLError is an OSError
-        raise ConfigError(f"{where}: emulator: {EMULATOR_URL}={url}, but no loopback emulator answers there "
-                          f"({exc}); {_how_to_start()}") from None
+    apis = emulator_apis(url, advice=_how_to_start())
     if provider not in apis:
         raise ConfigError(f"{where}: the emulator does not speak {provider!r}; it emulates: "
                           f"{', '.join(apis)}")

@@ -25,7 +25,7 @@ def test_an_emulator_endpoint_gets_one_for_the_block_only_even_when_it_fails(
         loraflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(EMULATOR_URL, raising=False)
     with pytest.raises(RuntimeError, match="the block failed"), emulator_for(None, "emulator"):
-        assert "openai" in emulator_apis(os.environ[EMULATOR_URL])
+        assert "openai" in emulator_apis(os.environ[EMULATOR_URL], advice="")
         assert (loraflow_home / "emulator").is_dir()
         raise RuntimeError("the block failed")
     assert EMULATOR_URL not in os.environ

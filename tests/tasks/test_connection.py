@@ -26,7 +26,8 @@ def test_an_emulator_url_where_nothing_answers_is_one_line(monkeypatch: pytest.M
         port = probe.getsockname()[1]
     monkeypatch.setenv("LORAFLOW_EMULATOR_URL", f"http://127.0.0.1:{port}")
     with pytest.raises(ConfigError,
-                       match=rf"LORAFLOW_EMULATOR_URL=http://127.0.0.1:{port}, but no loopback emulator"):
+                       match=rf"LORAFLOW_EMULATOR_URL=http://127.0.0.1:{port} names no running emulator "
+                             r".*loraflow emulator"):
         open_provider(ProviderConfig(name="openai", endpoint="emulator"))
 
 
