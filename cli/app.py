@@ -20,13 +20,19 @@ from cli.console import console, fail
 from cli.doctor import doctor
 from cli.gateway import gateway
 from cli.serve_model import serve_model
+from cli.ui import DEFAULT_PORT, running_api
 from providers.errors import ConfigError, LoraflowError
 
-# Set before Prefect is imported (lazily, in `run`): no phone-home, and our logger reaches the Prefect UI.
+# Set before Prefect is imported (lazily, in `run`): no phone-home from the server or the client (whose
+# first run prints a telemetry notice unless DO_NOT_TRACK is set), and our logger reaches the Prefect UI.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "loraflow")
 # The ephemeral API's first start migrates a new database; on two slow cores that can pass Prefect's 20 s.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# While `loraflow ui` runs, runs started here report to its dashboard rather than to a second server.
+if "PREFECT_API_URL" not in os.environ and (_ui_api := running_api()):
+    os.environ["PREFECT_API_URL"] = _ui_api
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -135,6 +141,28 @@ def serve(prefect_file: Annotated[Path | None, typer.Option(help="default: deplo
         raise fail(exc) from None
     with emulator_for(*deployments.endpoints(specs)):
         deployments.serve(specs, limit=limit)
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="dashboard port on 127.0.0.1")] = DEFAULT_PORT,
+       prefect_file: Annotated[Path | None, typer.Option(help="default: deployments/prefect.yaml")] = None
+       ) -> None:
+    """Open the Prefect dashboard: a local server (state under $LORAFLOW_HOME/prefect), the deployments
+    registered, and a worker for their runs. Ctrl-C or SIGTERM stops all of them."""
+    from cli import ui as dashboard
+
+    def ready(url: str, names: list[str]) -> None:
+        console.print(f"dashboard: {url}  (deployments {', '.join(names)}; a worker is waiting for runs)")
+        console.print(f"  run one: open {url}/v2/deployments, pick finetune, then Run > Custom run > Submit")
+        console.print(f"  runs started from other shells report here too (PREFECT_API_URL={url}/api)")
+        console.print(f"  server and worker logs: {dashboard.prefect_dir()}; Ctrl-C stops everything")
+
+    console.print(f"starting the Prefect server on 127.0.0.1:{port} (the first start creates its database)")
+    try:
+        dashboard.ui(port, prefect_file, on_ready=ready)
+    except ConfigError as exc:
+        raise fail(exc) from None
+    console.print("stopped the worker and the Prefect server")
 
 
 @app.command()

@@ -16,6 +16,7 @@ from tasks.evaluation.decision import Decision
 from tasks.evaluation.evaluate import evaluate_models
 from tasks.evaluation.gate import decide_promotion
 from tasks.evaluation.teacher import compare_with_teacher
+from tasks.progress import report_to_prefect
 from tasks.registry import Registry
 from tasks.release.promotion import register_candidate
 from tasks.training.serving import release_serving
@@ -30,6 +31,7 @@ class RunSummary:
 
 @flow(name="finetune")
 def finetune(pipeline: Pipeline) -> RunSummary:
+    report_to_prefect()
     run = pipeline.new_run()
     run.record("config", pipeline.model_dump(mode="json"))
     registry = Registry.open(pipeline.registry_url)

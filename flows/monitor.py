@@ -28,6 +28,7 @@ from tasks.lifecycle.monitor import (
     retirement_check,
 )
 from tasks.lifecycle.retrain import champion_data, champion_ref, champion_version, compare_on_frozen_set
+from tasks.progress import report_to_prefect
 from tasks.registry import Registry
 from tasks.rundir import RunDir, atomic_write
 
@@ -44,6 +45,7 @@ class MonitorSummary:
 
 @flow(name="monitor")
 def monitor(pipeline: Pipeline, today: date | None = None) -> MonitorSummary:
+    report_to_prefect()
     now, config, cfg = datetime.now(UTC), pipeline.monitor, pipeline.provider
     report = RunDir(pipeline.run_root.resolve() / pipeline.name / "monitor" / f"{now:%Y%m%dT%H%M%SZ}")
     registry = Registry.open(pipeline.registry_url)

@@ -25,6 +25,7 @@ from tasks.lifecycle.retrain import (
     render_summary,
     retrain_data,
 )
+from tasks.progress import report_to_prefect
 from tasks.registry import Registry
 from tasks.release.promotion import register_candidate
 from tasks.training.serving import release_serving
@@ -40,6 +41,7 @@ class RetrainSummary:
 
 @flow(name="retrain")
 def retrain(pipeline: Pipeline) -> RetrainSummary:
+    report_to_prefect()
     run = pipeline.new_run()
     run.record("config", pipeline.model_dump(mode="json"))
     registry, cfg = Registry.open(pipeline.registry_url), pipeline.provider

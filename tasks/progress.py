@@ -20,6 +20,20 @@ class Progress:
     total: float | None = None
 
 
+def report_to_prefect() -> None:
+    """Send `loraflow` records to the current Prefect run's log, however the flow was started.
+
+    The CLI names `loraflow` in PREFECT_LOGGING_EXTRA_LOGGERS, but a flow process that a worker or
+    `prefect deployment run` starts has neither that setting nor an INFO level here (Prefect's root logger
+    is at WARNING), so without this a run started from the UI shows none of these lines. Idempotent."""
+    from prefect.logging.handlers import APILogHandler
+
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    if not any(isinstance(handler, APILogHandler) for handler in log.handlers):
+        log.addHandler(APILogHandler())
+
+
 def milestone(stage: str, message: str, *args: object) -> None:
     """A finished step worth a line in the run log (`stage` is one of the pipeline's stage names)."""
     log.info(message, *args, extra={"loraflow_progress": Progress(stage)})

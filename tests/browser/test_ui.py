@@ -1,7 +1,9 @@
-"""The Prefect UI end to end: a real `prefect server` with its UI, `loraflow serve`, and headless Chromium.
+"""The Prefect UI end to end, as the README walks it: `loraflow ui` (a real server with its dashboard, the
+deployments, a process worker) and headless Chromium.
 
-The finetune deployment is started from the UI's custom run form, the run completes, and its eval report is
-opened from the Artifacts tab. Screenshots go to a directory the test prints (and, with LORAFLOW_SCREENSHOTS
+The finetune deployment is started from the UI's custom run form, a worker runs it, its log tab shows
+loraflow's own lines, and its eval report is opened from the Artifacts tab. SIGTERM then stops everything.
+Screenshots go to a directory the test prints (and, with LORAFLOW_SCREENSHOTS
 set, to runs/browser-screenshots/ or the directory it names). Chromium is Debian's (`.ci/run` installs it);
 Playwright drives it, since Playwright's own browser download is not reachable here.
 """
@@ -11,18 +13,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from cli.deployments import REPO, read_specs
-from tests.cli.test_deployments import _wait_healthy, free_port
+from cli.ui import check_port_free
+from tests.cli.test_deployments import free_port
 from tests.conftest import QUICKSTART
 from tests.flows.pipelines import TARGET_ONLY
 
@@ -30,27 +36,40 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _children(pid: int) -> list[int]:
+    """The live child processes of `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
-    """A Prefect server with its UI and a `loraflow serve` process serving a fast finetune deployment."""
+@dataclass
+class Dashboard:
+    url: str
+    process: subprocess.Popen
+    home: Path
+    output: list[str]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """`loraflow ui` as the README runs it (server, deployments, worker), with a fast finetune deployment."""
+    tmp_path = tmp_path_factory.mktemp("ui")
     port = free_port()
-    ui = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"{ui}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "LORAFLOW_HOME": str(tmp_path / "loraflow")}
+    env = {**os.environ, "LORAFLOW_HOME": str(tmp_path / "loraflow"), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    for name in ("PREFECT_API_URL", "PREFECT_HOME", "DO_NOT_TRACK"):
+        env.pop(name, None)  # the command sets what it needs; nothing may leak in from the test session
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-profiles")
     spec = read_specs()[0]
     pipeline = {**spec.parameters["pipeline"], "provider": {"name": "fake"},
                 "run_root": str(tmp_path / "runs"),
@@ -62,22 +81,22 @@ def served(tmp_path: Path) -> Iterator[str]:
     prefect_file.write_text(yaml.safe_dump({"deployments": [{
         "name": spec.name, "entrypoint": spec.entrypoint, "parameters": {"pipeline": pipeline},
         "description": spec.description, "tags": spec.tags, "work_pool": {"name": spec.work_pool}}]}))
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=(logs / "server.log").open("w"),
-                              stderr=subprocess.STDOUT)
-    serving = None
+    process = subprocess.Popen([sys.executable, "-m", "cli.app", "ui", "--port", str(port), "--prefect-file",
+                                str(prefect_file)], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 240
+    while not any(line.startswith("dashboard:") for line in output):
+        assert process.poll() is None, "".join(output)
+        assert time.monotonic() < deadline, "".join(output)
+        time.sleep(0.5)
     try:
-        _wait_healthy(env["PREFECT_API_URL"], server)
-        serving = subprocess.Popen([sys.executable, "-m", "cli.app", "serve", "--prefect-file",
-                                    str(prefect_file)], env=env, cwd=REPO,
-                                   stdout=(logs / "serve.log").open("w"), stderr=subprocess.STDOUT)
-        yield ui
+        yield Dashboard(f"http://127.0.0.1:{port}", process, tmp_path / "loraflow", output)
     finally:
-        for process in (serving, server):
-            if process is not None:
-                _stop(process)
+        if process.poll() is None:
+            process.kill()
 
 
 def _state(ui: str, flow_run_id: str) -> str:
@@ -138,9 +157,28 @@ def _keep(shots: Path) -> None:
     print(f"screenshots copied to {target}")
 
 
-def test_finetune_from_the_ui_run_form_completes_with_its_eval_report(served: str, tmp_path: Path) -> None:
+def _run_logs(ui: str, flow_run_id: str, timeout_s: float = 30) -> list[dict]:
+    """The run's log lines as the dashboard reads them, once loraflow's decision line has arrived."""
+    body = json.dumps({"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200,
+                       "sort": "TIMESTAMP_DESC"}).encode()
+    deadline, logs = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(f"{ui}/api/logs/filter", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            logs = json.loads(response.read())
+        if any(log["message"].startswith("decision: ") for log in logs):
+            break
+        time.sleep(1)
+    return logs
+
+
+@needs_chromium
+def test_a_run_from_the_ui_form_completes_with_its_logs_and_eval_report(dashboard: Dashboard,
+                                                                         tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    ui = dashboard.url
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"screenshots: {shots}")
@@ -149,11 +187,7 @@ def test_finetune_from_the_ui_run_form_completes_with_its_eval_report(served: st
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(30_000)
         try:
-            page.goto(f"{served}/v2/deployments", wait_until="networkidle")
-            deadline = time.monotonic() + 30  # the serve process registers its deployment after a few seconds
-            while not page.get_by_role("link", name="finetune").count() and time.monotonic() < deadline:
-                time.sleep(1)
-                page.reload(wait_until="networkidle")
+            page.goto(f"{ui}/v2/deployments", wait_until="networkidle")
             page.get_by_role("link", name="finetune").first.click()
             page.get_by_role("button", name="Run").first.click()
             page.get_by_role("menuitem", name="Custom run").click()
@@ -161,18 +195,25 @@ def test_finetune_from_the_ui_run_form_completes_with_its_eval_report(served: st
             page.get_by_text("ProviderConfig").first.wait_for()  # the pipeline model rendered as a typed form
             page.screenshot(path=shots / "01-deployment-run-form.png")
             page.wait_for_load_state("networkidle")
-            flow_run_id = _submit(page, served)
-            page.goto(f"{served}/v2/runs/flow-run/{flow_run_id}", wait_until="networkidle")
-            state = _wait_for(served, flow_run_id, ("RUNNING", *_FINAL))
+            flow_run_id = _submit(page, ui)
+            page.goto(f"{ui}/v2/runs/flow-run/{flow_run_id}", wait_until="networkidle")
+            state = _wait_for(ui, flow_run_id, ("RUNNING", *_FINAL))
             page.reload(wait_until="networkidle")
             page.get_by_text(state.title(), exact=True).first.wait_for()
             page.screenshot(path=shots / "02-flow-run-running.png")
 
-            state = _wait_for(served, flow_run_id, _FINAL)
-            assert state == "COMPLETED", (tmp_path / "logs" / "serve.log").read_text()[-3000:]
+            state = _wait_for(ui, flow_run_id, _FINAL, timeout_s=240)
+            worker_log = dashboard.home / "prefect" / "worker-loraflow-process.log"
+            assert state == "COMPLETED", worker_log.read_text()[-3000:]
+            ours = [log for log in _run_logs(ui, flow_run_id) if log["name"] == "loraflow"]
+            messages = [log["message"] for log in ours]
+            assert any(m.startswith("decision: ACCEPT") for m in messages), messages
+            assert any(m.startswith("registered quickstart v") for m in messages), messages
             page.reload(wait_until="networkidle")
             page.get_by_text("Completed", exact=True).first.wait_for()
-            page.screenshot(path=shots / "03-flow-run-completed.png")
+            # the Logs tab (oldest first) shows loraflow's lines among Prefect's
+            page.get_by_text("train and 122 eval examples from bullets.jsonl").first.wait_for()
+            page.screenshot(path=shots / "03-flow-run-completed-with-logs.png", full_page=True)
 
             page.get_by_role("tab", name="Artifacts").click()
             report = page.get_by_role("link", name="eval-report")
@@ -188,5 +229,20 @@ def test_finetune_from_the_ui_run_form_completes_with_its_eval_report(served: st
             browser.close()
             _keep(shots)
     assert sorted(p.name for p in shots.glob("0*.png")) == [
-        "01-deployment-run-form.png", "02-flow-run-running.png", "03-flow-run-completed.png",
+        "01-deployment-run-form.png", "02-flow-run-running.png", "03-flow-run-completed-with-logs.png",
         "04-artifacts.png", "05-eval-report.png"]
+
+
+def test_sigterm_stops_the_worker_and_the_server_and_frees_the_port(dashboard: Dashboard) -> None:
+    """Runs last in this module: it stops the fixture's `loraflow ui`."""
+    api_file = dashboard.home / "prefect" / "api-url"
+    assert api_file.read_text() == f"{dashboard.url}/api"
+    children = _children(dashboard.process.pid)
+    assert len(children) == 2, children  # the Prefect server and one worker
+    dashboard.process.send_signal(signal.SIGTERM)
+    assert dashboard.process.wait(timeout=90) == 0, "".join(dashboard.output)
+    assert "stopped the worker and the Prefect server" in "".join(dashboard.output)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
+                and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    assert not api_file.exists()
+    check_port_free(int(dashboard.url.rsplit(":", 1)[1]))  # a new `loraflow ui` can start at once
