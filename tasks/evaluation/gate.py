@@ -126,22 +126,28 @@ def _regression_major(f: _Facts) -> tuple[bool, str]:
 
 
 def _regressions_fine(f: _Facts) -> tuple[bool, str]:
+    """Whether no regression suite shows a loss; without any it holds, and the notes say it was not checked
+    (a reason here would claim a non-inferiority that nothing measured)."""
     bad = [c for c in f.regressions if not f.noninferior(c)]
     if bad:
         return False, "not shown non-inferior: " + "; ".join(_ci(c) for c in bad)
-    return True, "regressions non-inferior"
+    return True, "regressions non-inferior" if f.regressions else ""
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 def _strong_gain(f: _Facts) -> tuple[bool, str]:
     p, fine = f.primary, _regressions_fine(f)
     gain = f.significant_gain() and p.delta >= f.t.target_min
-    return gain and fine[0], (f"primary {_ci(p)}, p={p.p_value:.2g}; target_min {_pp(f.t.target_min)}; "
-                              f"{fine[1]}")
+    needs = f"a strong gain needs at least {_pp(f.t.target_min)} (target_min)"
+    return gain and fine[0], _joined(f"primary {_ci(p)}, p={p.p_value:.2g}", needs, fine[1])
 
 
 def _gain(f: _Facts) -> tuple[bool, str]:
     p, fine = f.primary, _regressions_fine(f)
-    return f.significant_gain() and fine[0], f"primary {_ci(p)}, p={p.p_value:.2g}; {fine[1]}"
+    return f.significant_gain() and fine[0], _joined(f"primary {_ci(p)}, p={p.p_value:.2g}", fine[1])
 
 
 def _worse(f: _Facts) -> tuple[bool, str]:
@@ -161,7 +167,7 @@ def _otherwise(f: _Facts) -> tuple[bool, str]:
     if width > 2 * f.t.target_min:
         return True, (f"primary {_ci(p)}: CI width {width * 100:.1f} pp > {2 * f.t.target_min * 100:.0f} pp "
                       f"with n={p.n}; the eval set is too small to tell")
-    return True, _regressions_fine(f)[1]
+    return True, _regressions_fine(f)[1] or f"primary {_ci(p)}"
 
 
 PREDICATES: dict[str, Callable[[_Facts], tuple[bool, str]]] = {
@@ -180,7 +186,8 @@ def thresholds_for(gate: GateConfig) -> tuple[RuleTable, Thresholds]:
 def _notes(f: _Facts) -> list[str]:
     notes = []
     if not f.regressions:
-        notes.append("no regression suite: catastrophic forgetting is not checked")
+        notes.append("no regression suite: catastrophic forgetting is not checked (add one with "
+                     "role: regression, e.g. items: builtin:general)")
     for c in f.regressions + f.safety:
         if max(c.base_value, c.candidate_value) < _FLOOR:
             notes.append(f"{c.metric}: both models score below {_FLOOR:.0%}; this suite cannot show a "
@@ -190,7 +197,7 @@ def _notes(f: _Facts) -> list[str]:
         shown = ("no effect" if f.primary.mde is None
                  else f"only effects of {f.primary.mde * 100:.1f} pp or more")
         notes.append(f"with n={f.primary.n} and the observed disagreement the primary metric detects {shown} "
-                     f"(80 % power); target_min is {_pp(f.t.target_min)}")
+                     f"(80 % power); a strong gain needs at least {_pp(f.t.target_min)}")
     for suite in f.evaluation.suites:
         for info in suite.graders.values():
             if info.judge_model is None:

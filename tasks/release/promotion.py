@@ -27,11 +27,14 @@ def register_candidate_fn(name: str, decision: Decision, base: ModelRef, candida
         return None
     base_url = base_url if base_url and "://" in base_url else None
     models = ModelRegistry(registry)
-    if "champion" not in models.aliases(name):
+    if champion := models.aliases(name).get("champion"):
+        control = f"the champion stays v{champion[0]}"
+    else:
         first = models.register(name, base.model_id, base_url=base_url, provider=base.provider,
                                 base_model=base.base_model, by="loraflow")
         models.set_alias(name, "champion", first.version, weight=1.0, by="loraflow",
                          reason="the base model serves everyone until a candidate wins its canary")
+        control = f"the champion is v{first.version}, the base {base.model_id}, registered now as the control"
     version = models.register(name, candidate.model_id, base_url=base_url, provider=candidate.provider,
                               base_model=candidate.base_model, dataset_sha256=dataset_sha256,
                               job_id=candidate.job_id, eval_run=str(run.root), decision=decision.outcome,
@@ -40,7 +43,8 @@ def register_candidate_fn(name: str, decision: Decision, base: ModelRef, candida
                      reason=f"offline gate: {decision.outcome} ({decision.rules_version}); "
                             "awaiting the canary")
     run.record("registered", {"model": name, "version": version.version, "alias": "challenger"})
-    milestone("decide", "registered %s v%d as challenger (weight 0)", name, version.version)
+    milestone("decide", "registered %s v%d as challenger at weight 0 (no traffic until `loraflow models "
+              "canary %s`); %s", name, version.version, name, control)
     return version.version
 
 

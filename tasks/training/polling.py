@@ -11,6 +11,7 @@ poll in lockstep. A job whose progress signature (state, step, metrics) has not 
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -62,18 +63,28 @@ def remaining_s(status: JobStatus, now: datetime, seconds_per_step: float | None
 
 @dataclass
 class StepRate:
-    """Seconds per training step, measured between the first and the latest observed step."""
+    """Seconds per training step, measured over the steps observed in the last `window_s` seconds.
 
-    _first: tuple[float, int] | None = None
+    A recent window, not the job's whole history: a job whose steps slow down (longer sequences in a later
+    epoch, a busy machine) gets an ETA at its current pace, where an average since the first step would
+    promise about half the real remaining time. Before the window holds two distinct steps, the average
+    since the first observed step stands in."""
+
+    window_s: float = 60.0
     seconds_per_step: float | None = None
+    _seen: deque[tuple[float, int]] = field(default_factory=deque)
+    _first: tuple[float, int] | None = None
 
     def observe(self, status: JobStatus, now: float) -> float | None:
         if status.state is not JobState.RUNNING or status.step is None:
             return self.seconds_per_step
-        if self._first is None:
-            self._first = (now, status.step)
-        elif status.step > self._first[1]:
-            self.seconds_per_step = (now - self._first[0]) / (status.step - self._first[1])
+        self._first = self._first or (now, status.step)
+        self._seen.append((now, status.step))
+        while len(self._seen) > 2 and now - self._seen[1][0] >= self.window_s:
+            self._seen.popleft()
+        start = self._seen[0] if status.step > self._seen[0][1] else self._first
+        if status.step > start[1]:
+            self.seconds_per_step = (now - start[0]) / (status.step - start[1])
         return self.seconds_per_step
 
 

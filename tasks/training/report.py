@@ -34,6 +34,8 @@ class JobReport:
     def observed(self, status: JobStatus, remaining_s: float | None) -> None:
         loss = status.metrics.get("train_loss")
         parts = [status.state.value]
+        if status.step is None and (doing := _doing(status)):
+            parts.append(doing)
         if status.step is not None:
             parts.append(f"step {status.step}/{status.total_steps or '?'}")
         if loss is not None:
@@ -63,3 +65,12 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _doing(status: JobStatus) -> str:
+    """What a job does before its first step: the provider's own words (building or loading the base model,
+    validating files), else what its state means, so a long wait is never a bare "running 0/1"."""
+    if status.message:
+        return status.message.splitlines()[0][:120]
+    return {JobState.PENDING: "waiting in the provider's queue",
+            JobState.RUNNING: "starting: no training step reported yet"}.get(status.state, "")

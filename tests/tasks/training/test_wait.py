@@ -56,6 +56,41 @@ def test_remaining_time_from_the_provider_estimate_or_the_observed_step_rate() -
     assert remaining_s(status(JobState.PENDING), NOW, None) is None
 
 
+def _timeline(seconds_per_step: list[float]) -> list[tuple[float, int]]:
+    """(time, step) after each step of a job whose step i takes seconds_per_step[i]."""
+    t, points = 0.0, [(0.0, 0)]
+    for step, took in enumerate(seconds_per_step, start=1):
+        t += took
+        points.append((t, step))
+    return points
+
+
+def _etas(points: list[tuple[float, int]], total: int, every_s: float) -> list[tuple[float, float, float]]:
+    """Poll the scripted job every `every_s`: (time, ETA shown, real remaining time) at each poll."""
+    rate, shown, end = StepRate(), [], points[-1][0]
+    t = 0.0
+    while t < end:
+        step = max(s for when, s in points if when <= t)
+        seen = status(step=step, total=total)
+        remaining = remaining_s(seen, NOW, rate.observe(seen, now=t))
+        if remaining is not None:
+            shown.append((t, remaining, end - t))
+        t += every_s
+    return shown
+
+
+def test_eta_on_a_scripted_timeline_follows_the_current_pace() -> None:
+    steady = _etas(_timeline([0.5] * 400), total=400, every_s=2)
+    assert all(abs(eta - real) <= 1.0 for t, eta, real in steady)  # within one poll's worth of steps
+    # 100 fast steps, then the job slows to 2 s a step (a later epoch, a busy machine) for 200 more
+    slowed = _etas(_timeline([1.0] * 100 + [2.0] * 200), total=300, every_s=5)
+    settled = [(eta, real) for t, eta, real in slowed if t >= 100 + 65]  # the window has seen the new pace
+    assert settled and all(abs(eta - real) / real <= 0.05 for eta, real in settled if real > 20)
+    # the average since the first step would have promised about two thirds of the real time at step 150
+    at_150 = next((eta, real) for t, eta, real in slowed if t >= 200)
+    assert at_150[0] == pytest.approx(at_150[1], rel=0.05)
+
+
 def test_stall_is_warned_once_then_cancelled_on_policy() -> None:
     watch = StallWatch(PollConfig(stall_after_s=100, on_stall="cancel", stall_cancel_after_s=300))
     same = status(step=3, loss=1.0)

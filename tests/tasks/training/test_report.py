@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from providers.base import JobRef, JobState, JobStatus
+from tasks.training.report import JobReport
+
+JOB = JobRef(provider="local", job_id="local-1")
+
+
+@pytest.mark.parametrize(("state", "message", "step", "shown"), [
+    (JobState.RUNNING, "building the tiny base model", None, "running building the tiny base model"),
+    (JobState.RUNNING, "", None, "running starting: no training step reported yet"),
+    (JobState.PENDING, "", None, "pending waiting in the provider's queue"),
+    (JobState.PENDING, "validating files\nmore detail", None, "pending validating files"),
+    (JobState.RUNNING, "training", 3, "running step 3/10"),  # once steps come, they tell the story
+])
+def test_a_job_before_its_first_step_says_what_it_is_doing(state: JobState, message: str, step: int | None,
+                                                            shown: str, caplog: pytest.LogCaptureFixture
+                                                            ) -> None:
+    status = JobStatus(job=JOB, state=state, vendor_state=state.value, message=message, step=step,
+                       total_steps=10)
+    with caplog.at_level(logging.INFO, logger="loraflow"):
+        JobReport().observed(status, None)
+    assert [record.getMessage() for record in caplog.records] == [shown]
