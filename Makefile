@@ -4,6 +4,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+# torch: PyPI's Linux wheel of the pinned version is the CUDA build (it pulls nvidia-* packages, several GB).
+# Without an NVIDIA GPU (no nvidia-smi) and with PyTorch's CPU index reachable, that index is added, so the
+# same pin resolves to 2.13.0+cpu (~190 MB). TORCH_INDEX=<url> picks another index (e.g. .../whl/cu128);
+# TORCH_INDEX=none keeps PyPI's wheel. A machine that can reach neither gets torch from its own pip config.
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),none,https://download.pytorch.org/whl/cpu)
+torch_index = $(if $(filter none,$(TORCH_INDEX)),,$(if $(shell curl -sfI -m 5 $(TORCH_INDEX)/ >/dev/null 2>&1 \
+	&& echo up),--extra-index-url $(TORCH_INDEX)))
 RUNTIME := $(VENV)/.runtime-stamp
 DEV := $(VENV)/.dev-stamp
 LOCAL := $(VENV)/.local-stamp
@@ -14,15 +21,18 @@ setup: $(DEV)
 
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing loraflow, Prefect and the OpenAI SDK into $(VENV) (about a minute on a fresh machine)"
 	$(PIP) -e '.[openai]'
 	touch $(RUNTIME)
 
 $(DEV): $(RUNTIME)
-	$(PIP) -e '.[openai,dev]'
+	@echo "installing the test tools, every provider SDK and torch (a few minutes on a fresh machine)"
+	$(PIP) $(torch_index) -e '.[openai,dev]'
 	touch $(DEV)
 
 $(LOCAL): $(RUNTIME)
-	$(PIP) -e '.[openai,local]'
+	@echo "installing torch, transformers and peft for the local trainer (a minute or two on a fresh machine)"
+	$(PIP) $(torch_index) -e '.[openai,local]'
 	touch $(LOCAL)
 
 # trains a tiny model for real on the CPU (provider: local); no keys, no GPU, no download
