@@ -15,7 +15,7 @@ RUNTIME := $(VENV)/.runtime-stamp
 DEV := $(VENV)/.dev-stamp
 LOCAL := $(VENV)/.local-stamp
 
-.PHONY: setup demo demo-emulator test lint clean
+.PHONY: setup demo demo-emulator ui test lint clean
 
 setup: $(DEV)
 
@@ -42,6 +42,10 @@ demo: $(LOCAL)
 # the same task through the OpenAI adapter and the loopback emulator
 demo-emulator: $(RUNTIME)
 	$(BIN)/loraflow run examples/quickstart/pipeline.yaml
+
+# the Prefect dashboard on http://127.0.0.1:4200 with the deployments and a worker (Ctrl-C stops all)
+ui: $(RUNTIME)
+	$(BIN)/loraflow ui
 
 test: $(DEV)
 	# two workers, one test file each at a time: module fixtures (a prefect server) stay in one process
