@@ -32,6 +32,31 @@ def report_to_prefect() -> None:
         log.setLevel(logging.INFO)
     if not any(isinstance(handler, APILogHandler) for handler in log.handlers):
         log.addHandler(APILogHandler())
+    for handler in log.handlers:
+        if isinstance(handler, APILogHandler) and not any(isinstance(f, ProgressThrottle)
+                                                          for f in handler.filters):
+            handler.addFilter(ProgressThrottle())
+
+
+class ProgressThrottle(logging.Filter):
+    """Keeps a run's log readable: of a stage's progress records only every tenth of the way (and the last)
+    pass, where the live display wants them all (an evaluation of 544 answers is 544 records)."""
+
+    def __init__(self, share: float = 0.1) -> None:
+        super().__init__()
+        self.share = share
+        self.passed: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        step = getattr(record, "loraflow_progress", None)
+        if step is None or step.completed is None or not step.total:
+            return True
+        last = self.passed.get(step.stage)
+        if last is None or step.completed >= step.total or step.completed - last >= self.share * step.total \
+                or step.completed < last:
+            self.passed[step.stage] = step.completed
+            return True
+        return False
 
 
 def milestone(stage: str, message: str, *args: object) -> None:

@@ -25,3 +25,19 @@ def test_a_job_before_its_first_step_says_what_it_is_doing(state: JobState, mess
     with caplog.at_level(logging.INFO, logger="loraflow"):
         JobReport().observed(status, None)
     assert [record.getMessage() for record in caplog.records] == [shown]
+
+
+def test_the_run_log_gets_every_tenth_of_a_stages_progress_and_every_milestone() -> None:
+    from tasks.progress import Progress, ProgressThrottle
+
+    throttle = ProgressThrottle()
+
+    def passes(stage: str, completed: float | None, total: float | None) -> bool:
+        record = logging.LogRecord("loraflow", logging.INFO, __file__, 0, "x", (), None)
+        record.loraflow_progress = Progress(stage, completed, total)
+        return throttle.filter(record)
+
+    evaluated = [n for n in range(1, 245) if passes("evaluate", n, 244)]
+    assert evaluated == [1, 26, 51, 76, 101, 126, 151, 176, 201, 226, 244]
+    assert passes("evaluate", None, None)  # a milestone always passes
+    assert passes("train", 0, 10) and passes("train", 1, 10) and not passes("train", 1.5, 10)
