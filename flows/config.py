@@ -20,6 +20,7 @@ from providers.errors import ConfigError
 from tasks.connection import ProviderConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
+from tasks.forms import choices
 from tasks.lifecycle.monitor import MonitorConfig
 from tasks.lifecycle.retrain import RetrainConfig
 from tasks.recipes import apply_recipe, recipes
@@ -35,7 +36,8 @@ class _Section(BaseModel):
 class Pipeline(_Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="names the run directory")
     recipe: str | None = Field(default=None, description=f"a preset of proven defaults laid under this file "
-                                                         f"(tasks/recipes.yaml): {', '.join(recipes())}")
+                                                         f"(tasks/recipes.yaml): {', '.join(recipes())}",
+                               json_schema_extra=choices(recipes()))
     provider: ProviderConfig
     data: DataConfig
     training: TrainingSpec

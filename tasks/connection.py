@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from providers import PROVIDERS, get_chat_model, get_provider
 from providers.base import ChatModel, Provider
 from providers.errors import ConfigError
+from tasks.forms import choices
 from tasks.registry import loraflow_home
 from tasks.secrets import SECRET_HELP, secret_value
 
@@ -38,7 +39,7 @@ class ProviderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description=f"one of: {', '.join(PROVIDERS)}")
+    name: str = Field(description=f"one of: {', '.join(PROVIDERS)}", json_schema_extra=choices(PROVIDERS))
     endpoint: str | None = Field(
         default=None, description="'emulator' runs against the loopback emulator for an offline "
                                   "rehearsal; a URL points the provider at another endpoint; empty means "

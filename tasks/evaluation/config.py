@@ -35,6 +35,7 @@ from providers.errors import ConfigError
 from tasks.evaluation.graders import GRADER_NAMES, grader_params, needs_judge
 from tasks.evaluation.items import BUILTIN_PREFIX, builtin_path
 from tasks.evaluation.rules import load_rules
+from tasks.forms import choices
 from tasks.secrets import SECRET_HELP
 
 Role = Literal["target", "regression", "safety"]
@@ -47,7 +48,8 @@ class _Section(BaseModel):
 
 
 class GraderConfig(_Section):
-    name: str = Field(description=f"one of: {', '.join(GRADER_NAMES)}")
+    name: str = Field(description=f"one of: {', '.join(GRADER_NAMES)}",
+                      json_schema_extra=choices(GRADER_NAMES))
     id: str | None = Field(default=None, description="how results name it; defaults to the name")
     params: dict[str, Any] = Field(default_factory=dict)
 

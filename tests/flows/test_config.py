@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from flows.config import load_pipeline, pipeline_schema
 from providers.errors import ConfigError
+from tasks.connection import ProviderConfig
 from tests.conftest import QUICKSTART
 
 BASE = {
@@ -90,3 +92,18 @@ def test_schema_describes_every_section() -> None:
     schema = pipeline_schema()
     assert set(schema["properties"]) >= {"name", "provider", "data", "training", "poll", "eval", "gate"}
     assert schema["additionalProperties"] is False
+
+
+def test_the_run_form_offers_providers_recipes_and_graders_as_dropdowns() -> None:
+    """Prefect renders a JSON Schema `enum` as a select; the validators still give the one-line errors."""
+    from providers import PROVIDERS
+    from tasks.evaluation.graders import GRADER_NAMES
+    from tasks.recipes import recipes
+
+    schema = pipeline_schema()
+    defs = schema["$defs"]
+    assert defs["ProviderConfig"]["properties"]["name"]["enum"] == sorted(PROVIDERS)
+    assert defs["GraderConfig"]["properties"]["name"]["enum"] == sorted(GRADER_NAMES)
+    assert {"type": "string", "enum": sorted(recipes())} in schema["properties"]["recipe"]["anyOf"]
+    with pytest.raises(ValidationError, match="allowed values: bedrock, fake"):
+        ProviderConfig(name="openia")
