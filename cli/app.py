@@ -115,17 +115,24 @@ def config_check(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAM
 
 
 @app.command()
-def deploy(prefect_file: Annotated[Path | None, typer.Option(help="default: deployments/prefect.yaml")] = None
-           ) -> None:
+def deploy(prefect_file: Annotated[Path | None, typer.Option(help="default: deployments/prefect.yaml")]
+           = None,
+           pool: Annotated[str | None, typer.Option(
+               help="work pool for every deployment (default: each one's own); deployments/pools/NAME.yaml "
+                    "creates it when missing: loraflow-kubernetes, loraflow-docker")] = None,
+           image: Annotated[str | None, typer.Option(help="image for a container pool (default: the "
+                                                          "pool file's)")] = None) -> None:
     """Register the deployments of deployments/prefect.yaml with the Prefect API (PREFECT_API_URL)."""
     from cli import deployments
 
     try:
-        names = deployments.deploy(deployments.read_specs(prefect_file or deployments.PREFECT_FILE))
+        specs = deployments.read_specs(prefect_file or deployments.PREFECT_FILE)
+        names = deployments.deploy(specs, pool=pool, image=image)
     except ConfigError as exc:
         raise fail(exc) from None
+    pools = sorted({pool} if pool else {spec.work_pool for spec in specs})
     console.print(f"registered {', '.join(names)}; start a worker: "
-                  "prefect worker start --pool loraflow-process")
+                  + "; ".join(f"prefect worker start --pool {name}" for name in pools))
 
 
 @app.command()

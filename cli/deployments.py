@@ -9,6 +9,7 @@ LORAFLOW_REPO set on the worker for its pull step.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,40 @@ from providers.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
+POOLS = REPO / "deployments" / "pools"
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A work pool of deployments/pools/NAME.yaml: its worker type and base job template."""
+
+    name: str
+    type: str
+    description: str
+    base_job_template: dict[str, Any]
+
+    @property
+    def image(self) -> str | None:
+        """The image runs start from (container pools); the template's default, overridable per deploy."""
+        image = self.base_job_template.get("variables", {}).get("properties", {}).get("image", {})
+        return image.get("default")
+
+
+def pool_names() -> list[str]:
+    return sorted(path.stem for path in POOLS.glob("*.yaml"))
+
+
+def read_pool(name: str) -> PoolSpec | None:
+    """The pool file for `name`, or None when there is none (a process pool, created as it is)."""
+    path = POOLS / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        return PoolSpec(name=name, type=document["type"], description=document.get("description", ""),
+                        base_job_template=document["base_job_template"])
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: missing or malformed {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -78,14 +113,38 @@ def _flow(spec: DeploymentSpec) -> Flow:
     return Flow.from_source(source=str(REPO), entrypoint=f"{file}:{name}")
 
 
-def deploy(specs: list[DeploymentSpec]) -> list[str]:
-    """Register every deployment with the Prefect API; the process work pool is created if missing."""
+def _image_flow(spec: DeploymentSpec) -> Flow:
+    """The flow for a container pool: its code is in the image (the Dockerfile's WORKDIR mirrors this
+    repository), so the deployment keeps the entrypoint relative to the repository and no pull step."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    cwd = Path.cwd()
+    os.chdir(REPO)  # Prefect records the entrypoint relative to the working directory
+    try:
+        return load_flow_from_entrypoint(spec.entrypoint)
+    finally:
+        os.chdir(cwd)
+
+
+def deploy(specs: list[DeploymentSpec], *, pool: str | None = None, image: str | None = None) -> list[str]:
+    """Register every deployment with the Prefect API, on `pool` when given (else each spec's own). A pool
+    with a file in deployments/pools/ is created from it if missing; any other missing pool is a process
+    pool. On a container pool the runs start from `image` (default: the pool file's image)."""
     names = []
     for spec in specs:
-        _ensure_process_pool(spec.work_pool)
-        _flow(spec).deploy(name=spec.name, work_pool_name=spec.work_pool, parameters=spec.parameters,
-                           schedules=spec.schedules, description=spec.description, tags=spec.tags,
-                           concurrency_limit=spec.concurrency_limit, print_next_steps=False)
+        target = pool or spec.work_pool
+        found = _ensure_pool(target)
+        options: dict[str, Any] = {
+            "name": spec.name, "work_pool_name": target, "parameters": spec.parameters,
+            "schedules": spec.schedules, "description": spec.description, "tags": spec.tags,
+            "concurrency_limit": spec.concurrency_limit, "print_next_steps": False}
+        if found is not None and found.type != "process":
+            chosen = image or found.image
+            if not chosen:
+                raise ConfigError(f"work pool {target!r} runs containers: give --image")
+            _image_flow(spec).deploy(image=chosen, build=False, push=False, **options)
+        else:
+            _flow(spec).deploy(**options)
         names.append(spec.name)
     return names
 
@@ -102,9 +161,15 @@ def serve(specs: list[DeploymentSpec], *, limit: int | None = None) -> None:
     prefect_serve(*deployments, limit=limit, pause_on_shutdown=False)
 
 
-def _ensure_process_pool(name: str) -> None:
+def _ensure_pool(name: str) -> PoolSpec | None:
+    """Create the work pool `name` if missing; returns its pool file, if it has one."""
+    spec = read_pool(name)
     with get_client(sync_client=True) as client:
         try:
             client.read_work_pool(name)
         except ObjectNotFound:
-            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+            client.create_work_pool(WorkPoolCreate(
+                name=name, type=spec.type if spec else "process",
+                description=spec.description if spec else None,
+                base_job_template=spec.base_job_template if spec else {}))
+    return spec

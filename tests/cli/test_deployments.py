@@ -5,6 +5,7 @@ Both execution paths: `loraflow deploy` + a process worker, and `loraflow serve`
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -89,8 +90,6 @@ def registered(env: dict[str, str]) -> dict[str, list]:
         "with get_client(sync_client=True) as client:\n"
         "    print(json.dumps({d.name: [d.entrypoint, [s.schedule.cron for s in d.schedules]]\n"
         "                      for d in client.read_deployments()}))\n")
-    import json
-
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -138,3 +137,33 @@ def test_serve_runs_a_triggered_flow_from_one_process(server: dict[str, str], tm
         serving.terminate()
         serving.wait(timeout=30)
     assert result == {"state": "COMPLETED", "artifacts": EXPECTED_ARTIFACTS}
+
+
+def test_deploy_to_the_kubernetes_pool_creates_it_and_runs_from_the_image(server: dict[str, str],
+                                                                           tmp_path: Path) -> None:
+    pytest.importorskip("prefect_kubernetes")
+    spec = read_specs()[0]
+    prefect_file = tmp_path / "prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump({"deployments": [{
+        "name": "finetune-on-kubernetes", "entrypoint": spec.entrypoint, "parameters": spec.parameters,
+        "work_pool": {"name": spec.work_pool}}]}))
+    deployed = subprocess.run([sys.executable, "-m", "cli.app", "deploy", "--prefect-file", str(prefect_file),
+                               "--pool", "loraflow-kubernetes", "--image", "ghcr.io/acme/loraflow:0.1.0"],
+                              env=server, capture_output=True, text=True, timeout=120, check=False)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "prefect worker start --pool loraflow-kubernetes" in " ".join(deployed.stdout.split())
+    script = (
+        "import json\n"
+        "from prefect.client.orchestration import get_client\n"
+        "with get_client(sync_client=True) as client:\n"
+        "    pool = client.read_work_pool('loraflow-kubernetes')\n"
+        "    d = client.read_deployment_by_name('finetune/finetune-on-kubernetes')\n"
+        "    print(json.dumps([pool.type, d.work_pool_name, d.entrypoint, d.pull_steps, d.job_variables,\n"
+        "                      sorted(pool.base_job_template['variables']['properties'])]))\n")
+    done = subprocess.run([sys.executable, "-c", script], env=server, capture_output=True, text=True,
+                          timeout=60, check=True)
+    kind, pool, entrypoint, pull_steps, job_variables, variables = json.loads(done.stdout.splitlines()[-1])
+    assert (kind, pool, entrypoint) == ("kubernetes", "loraflow-kubernetes", "flows/finetune.py:finetune")
+    assert not pull_steps  # the code is in the image: nothing to pull, no path of this machine
+    assert job_variables == {"image": "ghcr.io/acme/loraflow:0.1.0"}
+    assert {"gpus", "node_selector", "keys_secret", "shm_size"} <= set(variables)
