@@ -224,8 +224,8 @@ class LocalProvider:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT),
                                                            os.environ.get("PYTHONPATH")]))}
         with job.file("train.log").open("a", encoding="utf-8") as log:
-            proc = subprocess.Popen([python, "-m", "providers.local.train", str(job.root)], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            proc = subprocess.Popen([*_launcher(python, job), "providers.local.train", str(job.root)],
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     # a flow interrupted by ^C leaves training running
                                     start_new_session=True)
         self._procs[job.job_id] = proc
@@ -265,3 +265,12 @@ class LocalProvider:
 
 
 __all__ = ["INSTALL_HINT", "LocalProvider"]
+
+
+def _launcher(python: str, job: JobDir) -> list[str]:
+    """`python -m`, or torchrun (as `python -m torch.distributed.run`) for a multi-process job: one
+    machine, a free rendezvous port, and the ranks' output in the one train.log."""
+    processes = json.loads(job.file("config.json").read_text(encoding="utf-8")).get("num_processes", 1)
+    if processes <= 1:
+        return [python, "-m"]
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "-m"]

@@ -50,6 +50,9 @@ class _Knobs(BaseModel):
     sequence_len: int = Field(default=2048, ge=16, le=131072)
     seed: int | None = Field(default=None, ge=0)
     save_steps: int = Field(default=50, ge=1, description="checkpoint every N optimizer steps (resume point)")
+    num_processes: int = Field(default=1, ge=1, le=64, description="trainer processes started by torchrun, "
+                               "one per GPU (DDP over nccl), or over gloo on the CPU; micro_batch_size is "
+                               "the global batch, split across them")
     merge_lora: bool = Field(default=False, description="also save a merged model and check its parity")
     bf16: Literal["auto", True, False] = "auto"
     backend: Literal["auto", "transformers", "unsloth"] = Field(

@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from providers.local.config import TrainConfig
+from providers.local.distributed import World
 from providers.local.jobdir import JobDir, write_json
 from providers.local.loading import (
     load_base,
@@ -87,13 +88,15 @@ def build_model(cfg: TrainConfig, device: str):
 class Run:
     """One training run over a job directory: the loop, checkpoints, and what it reports."""
 
-    def __init__(self, job: JobDir, cfg: TrainConfig) -> None:
+    def __init__(self, job: JobDir, cfg: TrainConfig, world: World | None = None,
+                 device: str | None = None) -> None:
         import torch
 
-        self.job, self.cfg = job, cfg
+        world = world or World()
+        self.job, self.cfg, self.world = job, cfg, world
         job.root.mkdir(parents=True, exist_ok=True)
-        self.device = pick_device(cfg.device)
-        torch.manual_seed(cfg.seed)
+        self.device = device or pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)  # every rank builds the same adapter; DDP also broadcasts rank 0's
         self.model, self.tokenizer = build_model(cfg, self.device)
         self.train = encode_file(self.tokenizer, cfg.train_path, cfg.sequence_len)
         self.batches_per_epoch = math.ceil(len(self.train) / cfg.micro_batch_size)
@@ -109,8 +112,9 @@ class Run:
                                        num_training_steps=self.total_steps)
         self.step = 0
         self.tokens = 0
-        self.metrics_file = job.file("metrics.jsonl").open("a", encoding="utf-8")
+        self.metrics_file = job.file("metrics.jsonl").open("a", encoding="utf-8") if world.main else None
         self.status_written = 0.0
+        self.forward = world.wrap(self.model, self.device)
 
     def order(self, epoch: int) -> list[int]:
         """The epoch's example order: seeded by epoch, so a resumed run sees the same batches."""
@@ -138,6 +142,8 @@ class Run:
     def checkpoint(self) -> None:
         import torch
 
+        if not self.world.main:
+            return
         out = self.job.checkpoints / f"step-{self.step}"
         self.model.save_pretrained(str(out))
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
@@ -158,19 +164,31 @@ class Run:
                 self.report(epoch, loss, (self.tokens - tokens_at_start) / elapsed if elapsed else 0.0)
                 if self.step % cfg.save_steps == 0 and self.step < self.total_steps:
                     self.checkpoint()
-                if self.job.cancel_requested:
+                if self.cancel_requested():
                     raise Cancelled
+
+    def cancel_requested(self) -> bool:
+        """All ranks stop at the same step (one that stopped alone would leave the others waiting)."""
+        if not self.world.distributed:
+            return self.job.cancel_requested
+        return self.world.total([float(self.job.cancel_requested)], self.device)[0] > 0
 
     def optimizer_step(self, group: list[list[int]]) -> float:
         import torch
 
-        total = 0.0
+        total, tokens = 0.0, 0
         for batch in group:
-            inputs = collate([self.train[i] for i in batch], self.tokenizer.pad_token_id, self.device)
-            loss = self.model(**inputs).loss / len(group)
+            mine, weight = self.world.shard(batch, [self.train[i].trained_tokens for i in batch])
+            # a rank left without examples still runs one, weighted 0, so that DDP's all-reduce completes
+            inputs = collate([self.train[i] for i in mine or batch[:1]], self.tokenizer.pad_token_id,
+                             self.device)
+            loss = self.forward(**inputs).loss * weight / len(group)
             loss.backward()
             total += loss.detach().item()
-            self.tokens += int(inputs["attention_mask"].sum())
+            tokens += int(inputs["attention_mask"].sum()) if mine else 0
+        total, tokens = self.world.total([total, tokens], self.device)
+        total /= self.world.size
+        self.tokens += int(tokens)
         torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                        self.cfg.max_grad_norm)
         self.optimizer.step()
@@ -180,6 +198,8 @@ class Run:
         return total
 
     def report(self, epoch: int, loss: float, tokens_per_s: float) -> None:
+        if not self.world.main:
+            return
         row = {"step": self.step, "epoch": epoch + 1, "train_loss": round(loss, 5),
                "learning_rate": self.scheduler.get_last_lr()[0], "tokens": self.tokens,
                "tokens_per_s": round(tokens_per_s, 1)}
@@ -222,37 +242,57 @@ class Run:
         return results
 
 
+def prepare_base(job: JobDir, cfg: TrainConfig, world: World) -> None:
+    """Check the base exists, or build the tiny one (rank 0 builds; the other ranks wait for it)."""
+    base = Path(cfg.base_model)
+    if cfg.build_tiny_steps is None and base.is_absolute() and not base.exists():
+        raise FileNotFoundError(f"the base model directory {base} does not exist")
+    if cfg.build_tiny_steps is not None and world.main and not base.exists():
+        job.write_status(state="running", message="building the tiny base model")
+        build_tiny(base, read_conversations([cfg.train_path]),
+                   TinyConfig(pretrain_steps=cfg.build_tiny_steps))
+    world.barrier()
+
+
+def train(job: JobDir, cfg: TrainConfig, world: World, device: str) -> None:
+    """Train and, on rank 0, save the adapter and write the final status."""
+    if world.main:
+        job.write_status(state="running", message="loading the base model", pid=os.getpid())
+    run = Run(job, cfg, world, device)
+    run.resume()
+    if world.main:
+        job.write_status(state="running", step=run.step, total_steps=run.total_steps, message="training")
+    run.loop()
+    world.barrier()  # every rank finished its last step before rank 0 saves and the group goes away
+    if not world.main:
+        return
+    metrics = {**job.status().get("metrics", {}), **run.save()}
+    loss = run.eval_loss()
+    if loss is not None:
+        metrics["eval_loss"] = round(loss, 5)
+    job.write_status(state="succeeded", step=run.total_steps, message="adapter saved", metrics=metrics)
+
+
 def main(job_root: str) -> int:
-    job = JobDir(Path(job_root))
+    job, world = JobDir(Path(job_root)), World.from_env()
     try:
         cfg = TrainConfig.model_validate_json(job.file("config.json").read_text(encoding="utf-8"))
         if job.cancel_requested:
             raise Cancelled
-        base = Path(cfg.base_model)
-        # before importing torch
-        if cfg.build_tiny_steps is None and base.is_absolute() and not base.exists():
-            raise FileNotFoundError(f"the base model directory {base} does not exist")
-        if cfg.build_tiny_steps is not None and not base.exists():
-            job.write_status(state="running", message="building the tiny base model")
-            build_tiny(Path(cfg.base_model), read_conversations([cfg.train_path]),
-                       TinyConfig(pretrain_steps=cfg.build_tiny_steps))
-        job.write_status(state="running", message="loading the base model", pid=os.getpid())
-        run = Run(job, cfg)
-        run.resume()
-        job.write_status(state="running", step=run.step, total_steps=run.total_steps, message="training")
-        run.loop()
-        metrics = {**job.status().get("metrics", {}), **run.save()}
-        loss = run.eval_loss()
-        if loss is not None:
-            metrics["eval_loss"] = round(loss, 5)
-        job.write_status(state="succeeded", step=run.total_steps, message="adapter saved", metrics=metrics)
+        device = world.device(pick_device(cfg.device))
+        world.start(device)
+        prepare_base(job, cfg, world)
+        train(job, cfg, world, device)
+        world.stop()
         return 0
     except Cancelled:
-        job.write_status(state="cancelled", message="cancelled at a step boundary")
+        if world.main:
+            job.write_status(state="cancelled", message="cancelled at a step boundary")
         return 0
     except Exception as exc:  # noqa: BLE001 - the job's own failure: reported, traceback in the log
         traceback.print_exc()
-        job.write_status(state="failed", message=f"{type(exc).__name__}: {exc}")
+        job.write_status(state="failed", message=f"{'' if world.main else f'rank {world.rank}: '}"
+                                                 f"{type(exc).__name__}: {exc}")
         return 1
 
 
