@@ -3,9 +3,9 @@
 Nothing is paid twice. Uploads are keyed by (target, prepared-data sha256); jobs by a submission key
 over data + spec + provider options + target + base model. Both are claimed in the registry before the
 remote call and completed after it, so concurrent runs of one pipeline wait for each other instead of
-calling twice (tasks/claims.py). A job claim with no job id whose owner is gone means a run died around
-`create_job`: the provider is asked (`find_job`) before anything is created again. A job that ended
-FAILED or CANCELLED is retried as a new attempt with its own key.
+calling twice (tasks/claims.py). Before any job is created, the provider is asked for one under the same
+key (`find_job`), so neither a run that died around `create_job` nor a lost registry pays twice. A job
+that ended FAILED or CANCELLED is retried as a new attempt with its own key.
 """
 
 from __future__ import annotations
@@ -78,12 +78,7 @@ def submit_job(provider: Provider, spec: TrainingSpec, data: DatasetRef, registr
                                   target=target, base_model=spec.base_model, owner=owner):
                 return _create(provider, spec, data, registry, idempotency_key, attempt)
         elif record is not None and registry.take_over_job(record, owner):
-            found = provider.find_job(record.idempotency_key)
-            if found is None:
-                return _create(provider, spec, data, registry, record.idempotency_key, record.attempt)
-            registry.job_created(found)
-            milestone("submit", "found job %s created by an interrupted run", found.job_id)
-            return found
+            return _create(provider, spec, data, registry, record.idempotency_key, record.attempt)
         elif record is None and registry.claim_job(idempotency_key=f"{key[:40]}-a1", submission_key=key,
                                                    attempt=1, target=target, base_model=spec.base_model,
                                                    owner=owner):
@@ -93,6 +88,14 @@ def submit_job(provider: Provider, spec: TrainingSpec, data: DatasetRef, registr
 
 def _create(provider: Provider, spec: TrainingSpec, data: DatasetRef, registry: Registry,
             idempotency_key: str, attempt: int) -> JobRef:
+    """Create the job, unless the provider already has one under this key: the provider is the source of
+    truth for what exists there. A run that died around `create_job`, a registry lost or emptied (a new
+    machine, a fresh database) or another machine's run all end here with a claim and no job id."""
+    if (found := provider.find_job(idempotency_key)) is not None:
+        registry.job_created(found)
+        milestone("submit", "found job %s under key %s at the provider (no local record of it): not "
+                            "creating another", found.job_id, idempotency_key)
+        return found
     job = provider.create_job(spec, data, idempotency_key=idempotency_key)
     registry.job_created(job)
     milestone("submit", "created job %s (attempt %d)", job.job_id, attempt)

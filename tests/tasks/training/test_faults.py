@@ -13,12 +13,17 @@ import pytest
 
 pytest.importorskip("together", reason="the together extra is not installed")
 
+from tasks.registry import Registry
+from tasks.training.submit import submission_key, submit_job, upload_dataset
 from tests.tasks.training.fault_matrix import (
     FAULTS,
     ROUTES,
+    SPECS,
     STAGES,
     TIMES,
     Outcome,
+    build_provider,
+    dataset,
     emulator,
     run_case,
     table,
@@ -59,3 +64,22 @@ def test_the_pipeline_survives(on_emulator: tuple, fault: str, stage: str, tmp_p
     assert outcome.completed, f"{fault} on {stage}: {outcome.error or outcome.infra_error}"
     assert outcome.jobs_created == 1, f"{outcome.jobs_created} jobs for one submission"
     assert outcome.recorded_job_id or outcome.recovered_job_id, "the job id is lost"
+
+
+@pytest.mark.parametrize("provider_name", list(ROUTES))
+def test_a_lost_registry_never_pays_for_a_second_job(provider_name: str, tmp_path: Path) -> None:
+    """Run, lose the registry (a new machine, a fresh database), run again: the provider is asked by the
+    submission key before anything is created, and the second run re-attaches to the first run's job."""
+    with emulator() as server:
+        provider, target, spec = build_provider(provider_name, server), f"{provider_name}@emulator", \
+            SPECS[provider_name]
+        data = dataset(tmp_path, f"{provider_name}/registry-loss")
+        key = submission_key(target, {}, spec, data.sha256)
+        jobs = []
+        for machine in ("first", "second"):
+            registry = Registry(f"sqlite:///{tmp_path / f'{machine}.db'}")  # nothing carried over
+            uploaded = upload_dataset.fn(provider, data, registry, target)
+            jobs.append(submit_job.fn(provider, spec, uploaded, registry, target, key))
+            assert registry.latest_job(key).job_id == jobs[-1].job_id
+        assert jobs[0].job_id == jobs[1].job_id
+        assert server.state.counters["jobs_created"] == 1
