@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -22,20 +23,30 @@ from typing import Any
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as Path
 
 from gateway.buffer import ExposureBuffer
 from gateway.capture import Capture
+from gateway.requests import (
+    MAX_BODY_BYTES,
+    ChatRequest,
+    FeedbackRequest,
+    Refused,
+    error_response,
+    parse,
+    read_json,
+)
 from gateway.routes import RouteCache
 from tasks.release.ab import arm_for, bucket
 from tasks.release.models import Arm, Route
 
 USER_HEADER = "x-loraflow-user"
 ASSIGNED_CACHE = 200_000
-OUTCOME_TYPES = ("thumbs_up", "thumbs_down", "regenerate", "edit", "copy", "task_success", "judge_score",
-                 "safety_flag")
+log = logging.getLogger("loraflow.gateway")
 
 
 @dataclass
@@ -49,6 +60,7 @@ class Gateway:
     default_base_url: str | None = None
     upstream_api_key: str | None = None
     timeout_s: float = 120.0
+    max_body_bytes: int = MAX_BODY_BYTES
     capture: Capture | None = None  # opt-in: served exchanges as chat JSONL (gateway/capture.py)
     client: aiohttp.ClientSession = field(init=False)
     # units already assigned, most recent last; bounded because the store ignores a repeated assignment anyway
@@ -67,7 +79,7 @@ class Gateway:
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
+    return error_response(status, message, kind)
 
 
 @dataclass
@@ -230,48 +242,82 @@ async def chat_completions(request: Request) -> Response:
     if not gateway.authorised(request):
         return _error(401, "missing or unknown API key", "authentication_error")
     try:
-        body = await request.json()
-        name, _, pinned = str(body["model"]).partition("@")
-    except (ValueError, KeyError):
-        return _error(400, "the body must be JSON with a `model` field")
+        body = await read_json(request, gateway.max_body_bytes)
+        asked = parse(ChatRequest, body)
+    except Refused as refused:
+        return refused.response()
+    name, _, pinned = asked.model.partition("@")
     if pinned and pinned not in ("champion", "challenger"):
-        return _error(400, f"alias {pinned!r}: allowed values: champion, challenger")
+        return error_response(400, f"alias {pinned!r}: allowed values: champion, challenger", param="model")
     try:
-        route = gateway.routes.get(name)
+        route = await _route(gateway, name)
     except SQLAlchemyError:  # the registry is down and this name was never loaded
         return _error(503, f"model {name!r} cannot be looked up right now", "service_unavailable")
     if route is None:
         return _error(404, f"model {name!r} has no champion in the registry", "not_found_error")
-    unit = body.get("user") or request.headers.get(USER_HEADER)
+    unit = asked.user or request.headers.get(USER_HEADER)
     call = choose(gateway, route, pinned or None, unit, uuid.uuid4().hex)
-    wants_json = ((body.get("response_format") or {}).get("type") or "").startswith("json")
-    if body.get("stream"):
+    wants_json = asked.response_format is not None and asked.response_format.type.startswith("json")
+    if asked.stream:
         return await _stream(gateway, call, body, wants_json)
     return await _complete(gateway, call, body, wants_json)
 
 
+async def _route(gateway: Gateway, name: str) -> Route | None:
+    """From memory; a name never seen before is loaded in a worker thread, so the event loop never waits
+    on the database."""
+    if gateway.routes.cached(name):
+        return gateway.routes.get(name)
+    return await run_in_threadpool(gateway.routes.get, name)
+
+
 async def feedback(request: Request) -> Response:
-    """`{"request_id", "type", "value"?, "source"?}` -> 202 with the outcome's id."""
+    """`{"request_id", "type", "value"?, "source"?, "user"?}` -> 202 with the outcome's id. The event is
+    checked in full here: what is accepted can be written."""
     gateway: Gateway = request.app.state.gateway
     if not gateway.authorised(request):
         return _error(401, "missing or unknown API key", "authentication_error")
     try:
-        body = await request.json()
-        kind, value = body["type"], float(body.get("value", 1.0))
-        request_id = str(body["request_id"])
-    except (ValueError, KeyError, TypeError):
-        return _error(400, "feedback needs JSON with `request_id`, `type` and a numeric `value`")
-    if kind not in OUTCOME_TYPES:
-        return _error(400, f"type {kind!r}: allowed values: {', '.join(OUTCOME_TYPES)}")
+        told = parse(FeedbackRequest, await read_json(request, gateway.max_body_bytes))
+    except Refused as refused:
+        return refused.response()
     outcome_id = uuid.uuid4().hex
-    gateway.exposures.add({"kind": "outcome", "id": outcome_id, "request_id": request_id, "type": kind,
-                           "value": value, "source": str(body.get("source", "user")), "ts": time.time(),
-                           "unit_id": body.get("user")})
+    gateway.exposures.add({"kind": "outcome", "id": outcome_id, "request_id": told.request_id,
+                           "type": told.type, "value": told.value, "source": told.source, "ts": time.time(),
+                           "unit_id": told.user})
     return JSONResponse({"id": outcome_id}, 202)
 
 
+async def list_models(request: Request) -> Response:
+    """OpenAI's model list: every registered name and its `NAME@champion` / `NAME@challenger` aliases."""
+    gateway: Gateway = request.app.state.gateway
+    if not gateway.authorised(request):
+        return _error(401, "missing or unknown API key", "authentication_error")
+    return JSONResponse({"object": "list", "data": [_model(i) for i in gateway.routes.model_ids()]})
+
+
+async def get_model(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    if not gateway.authorised(request):
+        return _error(401, "missing or unknown API key", "authentication_error")
+    wanted = request.path_params["model"]
+    if wanted not in gateway.routes.model_ids():
+        return error_response(404, f"model {wanted!r} is not registered", "not_found_error", param="model",
+                              code="model_not_found")
+    return JSONResponse(_model(wanted))
+
+
+def _model(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "loraflow"}
+
+
 async def health(request: Request) -> Response:
-    return JSONResponse({"ok": True, "pending_exposures": request.app.state.gateway.exposures.pending})
+    """Liveness and the event pipeline's state: a database outage shows here, not in request latency."""
+    events = request.app.state.gateway.exposures
+    return JSONResponse({"ok": True, "pending_exposures": events.pending,
+                         "dead_lettered": events.dead_lettered,
+                         "database": "unavailable" if events.failing_since else "ok",
+                         "unavailable_since": events.failing_since, "write_failures": events.failures})
 
 
 def create_app(gateway: Gateway) -> Starlette:
@@ -287,7 +333,26 @@ def create_app(gateway: Gateway) -> Starlette:
             await gateway.client.close()
 
     app = Starlette(routes=[Path("/v1/chat/completions", chat_completions, methods=["POST"]),
-                            Path("/v1/feedback", feedback, methods=["POST"]), Path("/healthz", health)],
-                    lifespan=lifespan)
+                            Path("/v1/feedback", feedback, methods=["POST"]),
+                            Path("/v1/models", list_models, methods=["GET"]),
+                            Path("/v1/models/{model:path}", get_model, methods=["GET"]),
+                            Path("/healthz", health)],
+                    lifespan=lifespan,
+                    exception_handlers={HTTPException: _http_error, Exception: _internal_error})
     app.state.gateway = gateway
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) in OpenAI's shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 400
+    return error_response(status, f"{request.method} {request.url.path}: {getattr(exc, 'detail', exc)}",
+                          "not_found_error" if status == 404 else "invalid_request_error")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """No exception reaches a client as a bare 500: OpenAI's error body with an id to find the traceback."""
+    incident = uuid.uuid4().hex[:12]
+    log.error("internal error %s on %s %s", incident, request.method, request.url.path, exc_info=exc)
+    return error_response(500, f"internal error {incident}; the gateway's log has its traceback",
+                          "server_error", code="internal_error", headers={"x-loraflow-incident": incident})

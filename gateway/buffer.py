@@ -1,9 +1,13 @@
 """The exposure buffer: requests append events and move on; a background thread writes them in batches.
 
-A failed write keeps the batch and retries with backoff, so a database restart loses nothing. When the buffer
-passes `max_events`, the oldest events go to a local JSONL spill file (appended and fsynced); the flusher
-reads the spill back first once the database answers. `close()` flushes what it can and spills the rest, so a
-gateway stopped during an outage hands its events to the next one.
+A write that fails for the database's sake (connection refused, restarting, timed out) keeps the batch and
+retries with backoff, so a database restart loses nothing. A batch the database refuses for its content is
+split in halves until the bad event stands alone; that event goes to a dead-letter file with the reason
+(counted, logged at warning) and every other event is written, so one poisoned row never blocks the rest.
+When the buffer passes `max_events`, the oldest events go to a local JSONL spill file (appended and fsynced);
+the flusher reads the spill back first once the database answers, under the same rule. `close()` flushes
+what it can and spills the rest, so a gateway stopped during an outage hands its events to the next one;
+writes are idempotent by event id, so a replayed event is stored once.
 """
 
 from __future__ import annotations
@@ -21,12 +25,23 @@ from typing import Any
 log = logging.getLogger("loraflow.gateway")
 
 Writer = Callable[[list[dict[str, Any]]], None]
+WARN_EVERY_S = 30.0
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a write failed because of the database's state rather than the events' content."""
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout | OSError)
 
 
 class ExposureBuffer:
     def __init__(self, write: Writer, spill_path: Path, *, batch: int = 500, interval_s: float = 0.2,
-                 max_events: int = 50_000, max_backoff_s: float = 2.0) -> None:
-        self._write, self.spill_path = write, spill_path
+                 max_events: int = 50_000, max_backoff_s: float = 2.0, dead_letter_path: Path | None = None,
+                 transient: Callable[[BaseException], bool] = database_unavailable) -> None:
+        self._write, self.spill_path, self._transient = write, spill_path, transient
+        self.dead_letter_path = dead_letter_path or spill_path.with_name(f"{spill_path.stem}.dead.jsonl")
         self._batch, self._interval, self._max, self._max_backoff = (batch, interval_s, max_events,
                                                                      max_backoff_s)
         self._events: deque[dict[str, Any]] = deque()
@@ -37,6 +52,9 @@ class ExposureBuffer:
         self._thread = threading.Thread(target=self._run, name="loraflow-exposures", daemon=True)
         self.written = 0
         self.failures = 0
+        self.dead_lettered = 0
+        self.failing_since: float | None = None
+        self._warned_at = 0.0
 
     def start(self) -> ExposureBuffer:
         self._thread.start()
@@ -85,13 +103,15 @@ class ExposureBuffer:
                 # both as one row
                 for _ in range(-(-len(self._events) // self._batch)):
                     self._write_some()
-                backoff = self._interval
-            except Exception as exc:  # noqa: BLE001 - whatever the writer raised, the events stay and retry
+                backoff, self.failing_since = self._interval, None
+            except Exception as exc:  # noqa: BLE001 - the database is unavailable: the events stay and retry
                 self.failures += 1
+                self.failing_since = self.failing_since or time.time()
                 backoff = min(max(backoff * 2, 0.05), self._max_backoff)
-                (log.warning if backoff < self._max_backoff else log.debug)(
-                    "exposures: write failed (%s); %d pending, retry in %.2fs", type(exc).__name__,
-                    self.pending, backoff)
+                if time.monotonic() - self._warned_at >= WARN_EVERY_S:
+                    self._warned_at = time.monotonic()
+                    log.warning("exposures: the database is unavailable (%s: %s); %d pending, retrying every "
+                                "%.2fs", type(exc).__name__, exc, self.pending, backoff)
                 self._spill_excess()
 
     def _spill_excess(self) -> None:
@@ -106,11 +126,36 @@ class ExposureBuffer:
     def _write_some(self) -> None:
         with self._lock:
             batch = [self._events[i] for i in range(min(self._batch, len(self._events)))]
-        self._write(batch)
+        self._write_safely(batch)
         with self._lock:
             for _ in batch:
                 self._events.popleft()
         self.written += len(batch)
+
+    def _write_safely(self, events: list[dict[str, Any]]) -> None:
+        """Write `events`, splitting a batch refused for its content until each bad event is alone and
+        dead-lettered. An unavailable database propagates: the caller keeps the events and retries."""
+        try:
+            self._write(events)
+        except Exception as exc:  # sorted below: the database's state, or an event's content
+            if self._transient(exc):
+                raise
+            if len(events) == 1:
+                self._dead_letter(events[0], f"{type(exc).__name__}: {exc}")
+                return
+            middle = len(events) // 2
+            self._write_safely(events[:middle])
+            self._write_safely(events[middle:])
+
+    def _dead_letter(self, event: object, reason: str) -> None:
+        """Keep an event the database will never take, with the reason, for a person to look at."""
+        line = json.dumps({"event": event, "reason": reason[:2000], "ts": time.time()}, default=str)
+        with self._file_lock, self.dead_letter_path.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        self.dead_lettered += 1
+        log.warning("exposures: dead-lettered one event to %s: %s", self.dead_letter_path, reason[:300])
 
     def _spill(self, events: list[dict[str, Any]]) -> None:
         with self._file_lock, self.spill_path.open("a", encoding="utf-8") as out:
@@ -138,9 +183,16 @@ class ExposureBuffer:
                     return
                 with self._file_lock:
                     os.replace(self.spill_path, claimed)
-            lines = claimed.read_text(encoding="utf-8").splitlines()
-            events = [json.loads(line) for line in lines if line.strip()]
+            events = []
+            for line in claimed.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    event = json.loads(line) if line.strip() else None
+                except ValueError as exc:  # a line torn by a crash mid-append, or edited by hand
+                    self._dead_letter(line, f"spill line is not JSON: {exc}")
+                    continue
+                if event is not None:
+                    events.append(event)
             for begin in range(0, len(events), self._batch):
-                self._write(events[begin:begin + self._batch])
+                self._write_safely(events[begin:begin + self._batch])
             claimed.unlink()
             self.written += len(events)

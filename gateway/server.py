@@ -25,7 +25,7 @@ def build_gateway(registry: Registry, api_keys: list[str], *, default_base_url: 
     models, traffic = ModelRegistry(registry), TrafficStore(registry.engine)
     spill = spill_path or loraflow_home() / "gateway-exposures.jsonl"
     spill.parent.mkdir(parents=True, exist_ok=True)
-    return Gateway(routes=RouteCache(models.route, refresh_s).start(),
+    return Gateway(routes=RouteCache(models.route, refresh_s, names=models.names).start(),
                    exposures=ExposureBuffer(traffic.write, spill, interval_s=flush_interval_s).start(),
                    api_keys=frozenset(api_keys), default_base_url=default_base_url,
                    upstream_api_key=upstream_api_key,

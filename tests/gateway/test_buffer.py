@@ -3,6 +3,7 @@ mid-outage."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -76,3 +77,36 @@ def test_closing_during_an_outage_hands_the_events_to_the_next_gateway(tmp_path:
     second_again = TrafficStore(db.store.engine)
     second_again.write([_exposure(0)])  # writing an event twice is harmless (a retried batch may have landed)
     assert second_again.count("exposure") == 30
+
+
+def test_an_event_the_database_refuses_is_dead_lettered_and_the_rest_are_written(tmp_path: Path):
+    """Before: one poisoned event failed every batch after it, for good. Now the batch is split until the bad
+    event stands alone, it goes to the dead-letter file with its reason, and the stream goes on."""
+    db = FlakyStore(tmp_path / "r.db")
+    buffer = ExposureBuffer(db.write, tmp_path / "spill.jsonl", batch=64, interval_s=0.01).start()
+    for i in range(100):
+        buffer.add(_exposure(i))
+        if i == 37:
+            buffer.add({**_exposure(10_000), "experiment_id": {"not": "an id"}})  # the database refuses it
+    assert buffer.flush(5)
+    for i in range(100, 150):  # later events are not held back
+        buffer.add(_exposure(i))
+    assert buffer.flush(5)
+    buffer.close()
+    assert db.store.count("exposure") == 150
+    (dead,) = [json.loads(line) for line in buffer.dead_letter_path.read_text().splitlines()]
+    assert dead["event"]["request_id"] == "r10000" and dead["reason"]
+    assert buffer.dead_lettered == 1
+
+
+def test_a_spill_file_with_a_torn_line_is_replayed_once_and_the_line_dead_lettered(tmp_path: Path):
+    db = FlakyStore(tmp_path / "r.db")
+    spill = tmp_path / "spill.jsonl"
+    lines = [json.dumps(_exposure(i)) for i in range(20)]
+    spill.write_text("\n".join([*lines[:10], '{"kind": "exposure", "request_', *lines[10:]]) + "\n")
+    db.store.write([_exposure(3)])  # already stored before the crash: replaying it stores nothing new
+    buffer = ExposureBuffer(db.write, spill, interval_s=0.01).start()
+    assert buffer.flush(5)
+    buffer.close()
+    assert db.store.count("exposure") == 20 and not spill.exists()
+    assert buffer.dead_lettered == 1
