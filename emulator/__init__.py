@@ -24,7 +24,8 @@ be restarted under a new id (`restart_at_step`). With `state_dir` files and jobs
 
 From a shell, `serve_forever(port, state_dir, api_key, speed)` runs it in the foreground (the CLI's
 `loraflow emulator --port N`). Deliberate differences from the service: no minimum example count,
-reinforcement fine-tuning and streaming are refused, cancelling an ended job is a 400.
+reinforcement fine-tuning is refused, cancelling an ended job is a 400. Chat completions stream as
+OpenAI streams them.
 """
 
 from emulator.app import build_app

@@ -134,7 +134,27 @@ async def resume_job(request: Request) -> Response:
 
 async def chat_completions(request: Request) -> Response:
     body = await json_body(request)
-    return JSONResponse(await chat.complete(_state(request), body, _store(request).imitation))
+    return await chat.respond(_state(request), body, _store(request).imitation)
+
+
+async def list_models(request: Request) -> Response:
+    data = [_model(name, created) for name, created in _store(request).models()]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def retrieve_model(request: Request) -> Response:
+    wanted = request.path_params["model"]
+    for name, created in _store(request).models():
+        if name == wanted:
+            return JSONResponse(_model(name, created))
+    if not wanted.startswith("ft:"):  # any base model answers chat, as at OpenAI for the ones it serves
+        return JSONResponse(_model(wanted, 0))
+    raise ApiError(404, f"The model '{wanted}' does not exist", param="model", code="model_not_found")
+
+
+def _model(name: str, created: float) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": int(created),
+            "owned_by": "user-loraflow-emulator" if name.startswith("ft:") else "system"}
 
 
 ROUTES = [
@@ -151,4 +171,6 @@ ROUTES = [
     Route("/v1/fine_tuning/jobs/{job_id}/pause", pause_job, methods=["POST"]),
     Route("/v1/fine_tuning/jobs/{job_id}/resume", resume_job, methods=["POST"]),
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
 ]

@@ -182,6 +182,17 @@ class OpenAIStore:
                     return job
         return None
 
+    def models(self) -> list[tuple[str, float]]:
+        """(id, created) of the models this store can answer for by name: each job's base model and the
+        fine-tuned model of each job that succeeded."""
+        now, found = self.state.now(), {}
+        with self.state.lock:
+            for job in self._jobs.values():
+                found.setdefault(job.model, job.created_at)
+                if job.progress(now).status == "succeeded":
+                    found[job.fine_tuned_model] = job.created_at
+        return sorted(found.items())
+
     # -- internals -------------------------------------------------------------------------------
 
     def _usable_file(self, file_id: str, param: str) -> FileRecord:

@@ -162,7 +162,7 @@ async def download(request: Request) -> Response:
 
 async def chat_completions(request: Request) -> Response:
     body = await json_body(request)
-    return JSONResponse(await chat.complete(_state(request), body, _store(request).imitation))
+    return await chat.respond(_state(request), body, _store(request).imitation)
 
 
 ROUTES = [
