@@ -82,12 +82,31 @@ def register(name: str, served_name: Annotated[str, typer.Option(help="the model
 def set_alias(name: str, alias: str, version: int, reason: Reason,
               weight: Annotated[float, typer.Option(help="traffic share 0..1")] = 0.0,
               registry: RegistryUrl = None, by: By = None) -> None:
-    """Point an alias at a version (champion serves everyone else; challenger gets `weight`)."""
+    """Point an alias at a version. The challenger's weight is its share of traffic while an experiment
+    runs (`loraflow models canary NAME` starts one); without one the champion serves everyone."""
+    models = _models(registry)
     try:
-        _models(registry).set_alias(name, alias, version, weight=weight, reason=reason, by=by)
+        models.set_alias(name, alias, version, weight=weight, reason=reason, by=by)
     except ConfigError as exc:
         raise fail(exc) from None
-    console.print(f"{name}@{alias} -> v{version} at {weight:.0%}")
+    console.print(f"{name}@{alias} -> v{version}" + (f" at weight {weight:.0%}" if alias == "challenger"
+                                                     else ""))
+    console.print(traffic_now(models, name), highlight=False)
+
+
+def traffic_now(models: ModelRegistry, name: str) -> str:
+    """What the gateway does with NAME's traffic right now, in one line."""
+    route = models.route(name)
+    if route is None:
+        return f"traffic: {name} has no champion, so the gateway answers 404 for it"
+    champion = f"v{route.champion.version}"
+    if route.challenger is None:
+        return f"traffic: all of it to the champion {champion}"
+    if route.experiment_id is None:
+        return (f"traffic: all of it to the champion {champion}; the challenger v{route.challenger.version} "
+                f"gets its weight only in an experiment: start one with `loraflow models canary {name}`")
+    return (f"traffic: {route.weight:.0%} to the challenger v{route.challenger.version} and the rest to the "
+            f"champion {champion} (experiment {route.experiment_key})")
 
 
 def promote(name: Annotated[str, typer.Argument(help="the model whose challenger becomes champion")],

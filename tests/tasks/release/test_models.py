@@ -73,8 +73,16 @@ def test_cli_lists_shows_promotes_and_rolls_back(tmp_path: Path):
                          "--registry", url]).exit_code == 0
     assert run(app, ["models", "set", "bot", "champion", "1", "--weight", "1", "--reason", "launch",
                      "--registry", url]).exit_code == 0
-    assert run(app, ["models", "set", "bot", "challenger", "2", "--weight", "0.1", "--reason", "try",
-                     "--registry", url]).exit_code == 0
+    challenger = run(app, ["models", "set", "bot", "challenger", "2", "--weight", "0.1", "--reason", "try",
+                           "--registry", url], terminal_width=200)
+    assert challenger.exit_code == 0 and "bot@challenger -> v2 at weight 10%" in challenger.output
+    # the command says what traffic does: no experiment, so the weight does not apply yet
+    assert "all of it to the champion v1" in challenger.output
+    assert "loraflow models canary bot" in challenger.output
+    ModelRegistry(Registry.open(url)).start_experiment("bot", {"ramp": [0.1]})
+    again = run(app, ["models", "set", "bot", "challenger", "2", "--weight", "0.1", "--reason", "try",
+                      "--registry", url], terminal_width=200)
+    assert "10% to the challenger v2 and the rest to the champion v1" in again.output
     listed = run(app, ["models", "list", "--registry", url])
     assert "v2 (10%)" in listed.output
     promoted = run(app, ["promote", "bot", "--reason", "won", "--by", "ana", "--registry", url])
