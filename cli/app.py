@@ -28,6 +28,8 @@ from providers.errors import ConfigError, LoraflowError
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "loraflow")
+# lines outside a flow run (the emulator's start) go to the console only, without a warning each
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # The ephemeral API's first start migrates a new database; on two slow cores that can pass Prefect's 20 s.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # While `loraflow ui` runs, runs started here report to its dashboard rather than to a second server.
@@ -61,6 +63,7 @@ def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]
     """Run the finetune pipeline end to end and print the decision and the run directory."""
     from cli.display import RunDisplay, decision_panel
     from cli.rehearsal import emulator_for
+    from cli.ui import prefect_api
     from flows.config import load_pipeline
     from flows.finetune import finetune
 
@@ -74,7 +77,7 @@ def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]
     logger.setLevel(logging.INFO)
     logger.addHandler(display)
     try:
-        with display, emulator_for(*config.endpoints):
+        with prefect_api(), display, emulator_for(*config.endpoints):
             summary = finetune(config)
     except LoraflowError as exc:
         raise fail(exc) from None

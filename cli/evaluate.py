@@ -36,11 +36,12 @@ def evaluate(
 ) -> None:
     """Evaluate CANDIDATE against the baseline on the pipeline's suites and apply the promotion gate."""
     from cli.rehearsal import emulator_for
+    from cli.ui import prefect_api
     from flows.config import load_pipeline
 
     try:
         config = load_pipeline(pipeline)
-        with emulator_for(*config.endpoints):
+        with prefect_api(), emulator_for(*config.endpoints):
             decision, run_dir = _run(config, candidate, baseline)
     except LoraflowError as exc:
         raise fail(exc) from None

@@ -28,11 +28,12 @@ T = TypeVar("T")
 
 def _run(flow: Callable[[Pipeline], T], path: Path) -> T:
     from cli.rehearsal import emulator_for
+    from cli.ui import prefect_api
     from flows.config import load_pipeline
 
     try:
         pipeline = load_pipeline(path)
-        with emulator_for(*pipeline.endpoints):
+        with prefect_api(), emulator_for(*pipeline.endpoints):
             return flow(pipeline)
     except LoraflowError as exc:
         raise fail(exc) from None

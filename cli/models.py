@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from cli.console import console, fail
+from cli.ui import prefect_api
 from providers.errors import ConfigError
 from tasks.registry import Registry
 from tasks.release.models import ModelRegistry
@@ -154,7 +155,8 @@ def canary(name: str,
     except ValueError:
         raise fail(ConfigError(f"--ramp {ramp!r}: shares must be numbers, e.g. 0.01,0.05,0.1")) from None
     try:
-        status = canary_flow(name, policy, registry, look_every_s=look_every_s)
+        with prefect_api():
+            status = canary_flow(name, policy, registry, look_every_s=look_every_s)
     except ConfigError as exc:
         raise fail(exc) from None
     console.print(f"{name}: canary ended {status}")

@@ -195,3 +195,51 @@ def _emulator_env() -> dict[str, str]:
     from tasks.connection import EMULATOR_URL
 
     return {EMULATOR_URL: os.environ[EMULATOR_URL]} if EMULATOR_URL in os.environ else {}
+
+
+@contextmanager
+def prefect_api() -> Iterator[None]:
+    """A Prefect API for a command that runs flows: the configured one (PREFECT_API_URL, a profile's, or a
+    running `loraflow ui`), else a temporary server started here for the command's lifetime. Prefect's own
+    temporary server would outlive this process when it is killed outright; this one gets SIGTERM from the
+    kernel then (PR_SET_PDEATHSIG), so a crash leaves no server behind."""
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        yield
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_dir = prefect_dir()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    api = f"http://127.0.0.1:{port}/api"
+    children = Children(log_dir)
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    try:
+        server = children.start(f"temporary-server-{os.getpid()}", [
+            sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+            "--no-ui"], env)
+        wait_healthy(api, server, log_dir / f"temporary-server-{os.getpid()}.log")
+        os.environ["PREFECT_API_URL"] = api
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield
+    finally:
+        _drain_to(api)
+        os.environ.pop("PREFECT_API_URL", None)
+        children.stop()
+        with suppress(OSError):
+            (log_dir / f"temporary-server-{os.getpid()}.log").unlink()
+
+
+def _drain_to(api: str) -> None:
+    """Send the logs and events still queued to the server before it stops: at exit they would be retried
+    against a server that is gone, for a minute."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    if healthy(api):
+        for service in (APILogWorker, EventsWorker):
+            service.drain_all(timeout=10)
