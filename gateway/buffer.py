@@ -94,7 +94,11 @@ class ExposureBuffer:
     def _run(self) -> None:
         backoff = self._interval
         while not self._stop.is_set():
-            self._wake.wait(backoff)
+            if self.failing_since is None:
+                self._wake.wait(backoff)
+            else:  # a full buffer wakes the writer on every add: while the database is away, that was a
+                # tight loop of failing connects holding the GIL, and every request slower (p50 2.8 -> 13 ms)
+                self._stop.wait(backoff)
             self._wake.clear()
             try:
                 self._drain_spill()
