@@ -280,6 +280,8 @@ class BedrockProvider:
             if exc.status_code == 404:
                 return None
             raise
+        if not remote.get("jobName"):  # a reply cut short (a dropped connection): ask again, never guess
+            raise TransientProviderError(NAME, "GetModelCustomizationJob answered without a jobName")
         return JobRef(provider=NAME, job_id=str(remote["jobName"]), idempotency_key=idempotency_key)
 
     # -- serving ---------------------------------------------------------------------------------
