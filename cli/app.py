@@ -16,7 +16,7 @@ from cli import judge as judge_commands
 from cli import lifecycle
 from cli import models as models_commands
 from cli.compare import compare
-from cli.console import console, fail
+from cli.console import console, expected, fail
 from cli.doctor import doctor
 from cli.gateway import gateway
 from cli.serve_model import serve_model
@@ -176,7 +176,7 @@ def ui(port: Annotated[int, typer.Option(help="dashboard port on 127.0.0.1")] = 
 
 
 @app.command()
-def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1", min=1, max=65535)] = 8765,
              state_dir: Annotated[Path | None, typer.Option(help="keep files and jobs across restarts")]
              = None,
              api_key: Annotated[str | None, typer.Option(help="require this bearer key")] = None,
@@ -192,5 +192,25 @@ def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765
                   requests_per_minute=requests_per_minute)
 
 
+_DEBUG = {"on": os.environ.get("LORAFLOW_DEBUG", "") not in ("", "0")}
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks of failures")] = False
+             ) -> None:
+    _DEBUG["on"] = _DEBUG["on"] or debug
+
+
+def main() -> None:
+    """`loraflow`: every command inside one error boundary (cli/console.py `expected`)."""
+    try:
+        app()
+    except Exception as exc:  # sorted by `expected`; a bug is re-raised with its traceback
+        problem = expected(exc)
+        if problem is None or _DEBUG["on"]:
+            raise
+        raise SystemExit(fail(problem).exit_code) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

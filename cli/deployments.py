@@ -22,6 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron, Schedule
 
 from providers.errors import ConfigError
+from tasks.configfile import read_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
@@ -74,10 +75,9 @@ class DeploymentSpec:
 
 
 def read_specs(path: Path = PREFECT_FILE) -> list[DeploymentSpec]:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+    document = read_yaml(path, "Prefect deployments file")
+    if not isinstance(document, dict) or not isinstance(document.get("deployments") or [], list):
+        raise ConfigError(f"{path}: expected a mapping with a `deployments:` list")
     return [_spec(path, index, entry) for index, entry in enumerate(document.get("deployments") or [])]
 
 

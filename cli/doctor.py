@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from providers.errors import ConfigError
 
@@ -27,7 +28,9 @@ def doctor(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file
     try:
         config = load_pipeline(pipeline)
     except ConfigError as exc:
-        console.print(f"[bold red]fail[/] pipeline file: {exc}", highlight=False, soft_wrap=True)
+        # a Text, not markup: the message may hold a pattern such as [a-z0-9] that markup would eat
+        console.print(Text.assemble(("fail", "bold red"), f" pipeline file: {exc}"), highlight=False,
+                      soft_wrap=True)
         raise typer.Exit(2) from None
     findings = diagnose(Readiness.of(config))
     table = Table("", "check", "finding", "what to do", show_lines=False)

@@ -6,6 +6,7 @@ Every alias change is recorded with who (--by, default the OS user), when and wh
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -24,6 +25,7 @@ RegistryUrl = Annotated[str | None, typer.Option(
     "--registry", help="SQLAlchemy URL; default LORAFLOW_REGISTRY_URL or $LORAFLOW_HOME/registry.db")]
 Reason = Annotated[str, typer.Option(help="why: kept in the audit trail")]
 By = Annotated[str | None, typer.Option(help="who: default the OS user")]
+NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,99}"  # as a pipeline's name: models are registered under it
 
 
 def _models(url: str | None) -> ModelRegistry:
@@ -75,6 +77,9 @@ def register(name: str, served_name: Annotated[str, typer.Option(help="the model
              = None,
              registry: RegistryUrl = None, by: By = None) -> None:
     """Register a version by hand (the finetune flow registers accepted candidates itself)."""
+    if not re.fullmatch(NAME_PATTERN, name) or not served_name.strip():
+        raise fail(ConfigError(f"model name {name!r}: use lowercase letters, digits, '_' and '-' (pattern "
+                               f"{NAME_PATTERN}); --served-name must not be empty"))
     version = _models(registry).register(name, served_name, base_url=base_url, by=by)
     console.print(f"{name} v{version.version} -> {served_name}")
 
@@ -147,6 +152,9 @@ def canary(name: str,
     from flows.canary import canary as canary_flow
     from tasks.release.canary import CanaryPolicy
 
+    if "challenger" not in _models(registry).aliases(name):
+        raise fail(ConfigError(f"{name}@challenger is not set: nothing to canary (loraflow models list shows "
+                               "what is registered)"))
     try:
         shares = [float(share) for share in ramp.split(",")]
         policy = CanaryPolicy(ramp=shares, approval=approval, primary=primary)

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from providers.errors import ConfigError
+
 SNAPSHOT = "state.json"
 
 
@@ -48,4 +50,12 @@ class Storage:
         """The last saved snapshot in `file`, or None when there is none (or no state directory)."""
         if self.state_dir is None or not (self.state_dir / file).exists():
             return None
-        return json.loads((self.state_dir / file).read_text(encoding="utf-8"))
+        path = self.state_dir / file
+        try:
+            snapshot = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: the emulator's saved state is damaged ({exc}); move the file away to "
+                              "start the emulator with an empty state") from None
+        if not isinstance(snapshot, dict):
+            raise ConfigError(f"{path}: the emulator's saved state is not a JSON object; move the file away")
+        return snapshot

@@ -11,12 +11,12 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from providers import provider_class
 from providers.base import TrainingSpec
 from providers.errors import ConfigError
+from tasks.configfile import path_problem, read_yaml, value_problems
 from tasks.connection import ProviderConfig
 from tasks.data.config import DataConfig
 from tasks.evaluation.config import EvalConfig, GateConfig
@@ -34,7 +34,8 @@ class _Section(BaseModel):
 
 
 class Pipeline(_Section):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="names the run directory")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=100,
+                      description="names the run directory (100 characters at most: a file name)")
     recipe: str | None = Field(default=None, description=f"a preset of proven defaults laid under this file "
                                                          f"(tasks/recipes.yaml): {', '.join(recipes())}",
                                json_schema_extra=choices(recipes()))
@@ -85,24 +86,20 @@ class Pipeline(_Section):
 
 def load_pipeline(path: Path) -> Pipeline:
     """Read, validate and resolve a pipeline file; every user mistake is a one-line ConfigError."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such pipeline file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml(path, "pipeline file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     try:
         pipeline = Pipeline.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError.from_validation(exc, where=str(path)) from None
+    if problems := value_problems(raw, pipeline.model_dump(mode="python")):
+        raise ConfigError(f"{path}: {problems[0]}")
     data = pipeline.data.resolved(path.parent)
     for key, file in (("data.path", data.path), ("data.eval_path", data.eval_path)):
-        if file is not None and not file.is_file():
-            raise ConfigError(f"{path}: {key}: no such file: {file}")
+        if file is not None and (problem := path_problem(file)):
+            raise ConfigError(f"{path}: {key}: {file} is {problem}" if problem != "no such file"
+                              else f"{path}: {key}: no such file: {file}")
     options_model = provider_class(pipeline.provider.name).Options
     try:
         options_model.model_validate(pipeline.provider.options)

@@ -76,7 +76,15 @@ class DataConfig(_Section):
     def resolved(self, base: Path) -> DataConfig:
         """The same section with `path` and `eval_path` made absolute against `base` (the pipeline's
         folder)."""
-        update = {"path": (base / self.path).resolve()}
+        update = {"path": _absolute(base / self.path)}
         if self.eval_path is not None:
-            update["eval_path"] = (base / self.eval_path).resolve()
+            update["eval_path"] = _absolute(base / self.eval_path)
         return self.model_copy(update=update)
+
+
+def _absolute(path: Path) -> Path:
+    """`path` resolved; a symlink loop stays unresolved for the file check to name (resolve raises on it)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return path.absolute()
