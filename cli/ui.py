@@ -1,4 +1,6 @@
-"""`loraflow ui`: the Prefect dashboard, the deployments and a worker, started and stopped as one.
+"""`loraflow ui`: the Prefect dashboard, the deployments and a worker, started and stopped as one; and
+`prefect_api()`, the Prefect API every command that runs flows uses (one that is configured, or a temporary
+server that dies with the command).
 
 A local `prefect server` serves the API and its dashboard on a fixed loopback port, with its database under
 $LORAFLOW_HOME/prefect (Prefect's profiles in ~/.prefect stay untouched). The deployments of
