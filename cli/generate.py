@@ -61,14 +61,14 @@ def generate(
     for line in result.failed[:10]:
         errors.print(f"  {line}", highlight=False, soft_wrap=True)
     console.print(f"wrote {out}")
-    if check:
-        _check(out, teacher_provider)
-    if result.failed:
+    found_errors = _check(out, teacher_provider) if check else 0
+    if result.failed or found_errors:
         raise typer.Exit(1)
 
 
-def _check(out: Path, provider: str) -> None:
-    """Checked against the teacher's own training format, or the default one for a chat-only provider."""
+def _check(out: Path, provider: str) -> int:
+    """The number of errors its check finds in the generated file (a non-zero exit, like data check)."""
+    # checked against the teacher's own training format, or the default one for a chat-only provider
     from providers import PROVIDERS
     from tasks.data.config import DataConfig
     from tasks.data.stage import UNSPECIFIED, check_file
@@ -79,4 +79,5 @@ def _check(out: Path, provider: str) -> None:
     diagnostics = report["diagnostics"]
     console.print(f"check: {diagnostics['errors']} errors, {diagnostics['warnings']} warnings "
                   f"(full report: loraflow data check {out})")
+    return int(diagnostics["errors"])
 

@@ -123,9 +123,10 @@ def test_the_command_prints_the_estimate_and_checks_the_result(tmp_path: Path, l
     args = ["data", "generate", str(inputs), "--out", str(tmp_path / "out.jsonl"), "--teacher-provider",
             "openai", "--teacher-model", "gpt-4o-2024-08-06", "--endpoint", "emulator", "--max-tokens", "200"]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
     assert "2 answered, 0 from the cache, 0 failed; 2 calls; estimated $" in " ".join(result.output.split())
-    # two examples are below OpenAI's minimum of ten: said, not hidden
-    assert "check: 1 errors" in result.output
+    # two examples are below OpenAI's minimum of ten: said, not hidden, and the exit says it too
+    assert "check: 1 errors" in result.output and result.exit_code == 1, result.output
+    unchecked = CliRunner().invoke(app, [*args, "--no-check", "--out", str(tmp_path / "o1.jsonl")])
+    assert unchecked.exit_code == 0, unchecked.output
     refused = CliRunner().invoke(app, [*args, "--max-usd", "0.0000001", "--out", str(tmp_path / "o2.jsonl")])
     assert refused.exit_code == 2 and "the limit is" in refused.output
