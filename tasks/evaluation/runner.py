@@ -12,9 +12,10 @@ import json
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from providers.base import ChatModel, Completion, Decoding, ModelRef
-from providers.errors import ProviderError
+from providers.errors import PermanentProviderError, ProviderError
 from tasks.evaluation.calls import ModelCaller, Request
 from tasks.evaluation.graders import GraderResult, model_error
 from tasks.evaluation.items import EvalItem
@@ -62,6 +63,11 @@ def sample_decoding(decoding: Decoding, sample: int) -> Decoding:
     return decoding.model_copy(update={"seed": decoding.seed + sample})
 
 
+def refused_credentials(exc: ProviderError) -> bool:
+    """An authentication or permission refusal (HTTP 401/403): permanent for every item, not just one."""
+    return isinstance(exc, PermanentProviderError) and exc.status_code in (401, 403)
+
+
 def answer(provider: ChatModel, model: ModelRef, item: EvalItem, decoding: Decoding, role: str, *,
            caller: ModelCaller | None = None, suite: Suite | None = None, sample: int = 0) -> ItemResult:
     """One model's answer to one item, graded by the suite's graders; an infra error becomes the result's
@@ -70,6 +76,8 @@ def answer(provider: ChatModel, model: ModelRef, item: EvalItem, decoding: Decod
     try:
         completion = caller.complete(model, item.messages, sample_decoding(decoding, sample), sample)
     except ProviderError as exc:
+        if refused_credentials(exc):
+            raise  # every other call would be refused the same way: the evaluation stops here
         return ItemResult(item=item.key, role=role, model_id=model.model_id, output=None, error=str(exc),
                           suite=suite.name if suite else "", sample=sample)
     return ItemResult(item=item.key, role=role, model_id=model.model_id, output=completion.text,
@@ -99,6 +107,22 @@ def _pair_grades(suite: Suite, item: EvalItem, candidate: ItemResult,
     return grades
 
 
+class _UntilRefused:
+    """`answer` for the pool's jobs until one raises (refused credentials): the jobs after it make no call."""
+
+    def __init__(self) -> None:
+        self.refused: ProviderError | None = None
+
+    def answer(self, *args: Any, **kwargs: Any) -> ItemResult:
+        if self.refused is not None:
+            raise self.refused
+        try:
+            return answer(*args, **kwargs)
+        except ProviderError as exc:
+            self.refused = exc
+            raise
+
+
 def run_suites(caller: ModelCaller, models: dict[str, ModelRef], suites: list[Suite], decoding: Decoding, *,
                samples: int = 1, concurrency: int = 4, on_done: Callable[[int, int], None] | None = None
                ) -> list[ItemResult]:
@@ -117,12 +141,18 @@ def run_suites(caller: ModelCaller, models: dict[str, ModelRef], suites: list[Su
             on_done(done, total)
 
     results: list[ItemResult] = []
+    guarded = _UntilRefused()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = [pool.submit(answer, caller.model, models[role], item, decoding, role, caller=caller,
-                               suite=suite, sample=sample) for suite, item, role, sample in jobs]
-        for future in futures:
-            results.append(future.result())
-            finished()
+        futures = [pool.submit(guarded.answer, caller.model, models[role], item, decoding, role,
+                               caller=caller, suite=suite, sample=sample)
+                   for suite, item, role, sample in jobs]
+        try:
+            for future in futures:
+                results.append(future.result())
+                finished()
+        except ProviderError:
+            pool.shutdown(wait=False, cancel_futures=True)  # the calls not started yet are never made
+            raise
         pair_futures: list[tuple[ItemResult, Future[dict[str, GraderResult]]]] = []
         by_key = {(r.suite, r.item, r.role, r.sample): r for r in results}
         for suite in (s for s in suites if s.pair_graders):

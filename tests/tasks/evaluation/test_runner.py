@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,14 @@ def test_throttling_is_waited_out_beyond_the_error_attempts(tmp_path: Path) -> N
     impatient = ModelCaller(ScriptedChat(right_for_tuned, failures={"question 1": throttles}), "scripted",
                             throttle_budget_s=0, sleep=lambda s: None)
     assert answer(chat, CANDIDATE, suite(tmp_path).items[1], DECODING, "candidate", caller=impatient).error
+
+
+def test_a_refused_key_stops_the_evaluation_at_once_instead_of_failing_every_item(tmp_path: Path) -> None:
+    """Before: a wrong key made all 544 calls of the quickstart fail with 401, then the run went on to
+    decide INVALID and exited 0."""
+    refused = [PermanentProviderError("scripted", "HTTP 401: invalid API key", status_code=401)] * 500
+    chat = ScriptedChat(right_for_tuned, failures={f"question {i}": list(refused) for i in range(200)})
+    with pytest.raises(PermanentProviderError, match="401"):
+        run_suites(ModelCaller(chat, "scripted"), MODELS, [suite(tmp_path, n=200)], DECODING, concurrency=2)
+    time.sleep(0.2)  # anything still in flight has finished
+    assert len(chat.calls) <= 4, f"{len(chat.calls)} calls for one refused key"
