@@ -58,8 +58,10 @@ app.command()(lifecycle.monitor)
 
 @app.command()
 def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")],
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False
-        ) -> None:
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own logs")] = False,
+        approve_up_to: Annotated[float | None, typer.Option(
+            help="approve an estimate up to this many USD ahead, instead of the approval form",
+            min=0)] = None) -> None:
     """Run the finetune pipeline end to end and print the decision and the run directory."""
     from cli.display import RunDisplay, decision_panel
     from cli.rehearsal import emulator_for
@@ -71,6 +73,9 @@ def run(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML file")]
         config = load_pipeline(pipeline)
     except ConfigError as exc:
         raise fail(exc) from None
+    if approve_up_to is not None:
+        budget = config.budget.model_copy(update={"approved_up_to_usd": approve_up_to})
+        config = config.model_copy(update={"budget": budget})
     _prefect_console(logging.INFO if verbose else logging.CRITICAL)
     display = RunDisplay(console)
     logger = logging.getLogger("loraflow")

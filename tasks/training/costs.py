@@ -40,6 +40,9 @@ class BudgetConfig(BaseModel):
                                                                 "token (730: a month)")
     hosting_usd_per_hour: float | None = Field(default=None, gt=0, description="your hosting price per hour "
                                                                                 "(default: the catalog's)")
+    approved_up_to_usd: float | None = Field(
+        default=None, ge=0, description="an estimate up to this is approved ahead, without the form "
+                                        "(loraflow run --approve-up-to USD); an unknown estimate still asks")
     approval_timeout_s: int = Field(default=24 * 3600, gt=0)
     approval_poll_s: int = Field(default=10, ge=1,
                                  description="how often the paused run checks for an answer")
@@ -158,6 +161,10 @@ def check_budget(estimate: CostEstimate, budget: BudgetConfig, *, ask: Ask) -> B
         needs_approval = True
     if not needs_approval:
         return None
+    if budget.approved_up_to_usd is not None and cost is not None and cost <= budget.approved_up_to_usd:
+        return BudgetApproval(approve=True, reviewer="approved ahead (--approve-up-to)",
+                              note=f"the estimate {_usd(cost)} is within {_usd(budget.approved_up_to_usd)}")
+    milestone("upload", "waiting for a person to approve %s: %s", _usd(cost), _where_to_approve(budget))
     form = BudgetApproval.with_initial_data(description=_approval_markdown(estimate, budget))
     answer = ask(wait_for_input=form, timeout=budget.approval_timeout_s, poll_interval=budget.approval_poll_s,
                  key="budget-approval")
@@ -166,6 +173,18 @@ def check_budget(estimate: CostEstimate, budget: BudgetConfig, *, ask: Ask) -> B
         why = f": {answer.note}" if answer and answer.note else ""
         raise ApprovalDeclined(f"the training cost was not approved{who}{why}; nothing was uploaded")
     return answer
+
+
+def _where_to_approve(budget: BudgetConfig) -> str:
+    """Where the paused run's form is, how long it waits, and the way around it from the command line."""
+    from prefect.runtime import flow_run
+    from prefect.settings import get_current_settings
+
+    ui = get_current_settings().ui_url
+    page = f"{ui}/runs/flow-run/{flow_run.id}" if ui and flow_run.id else "the run's page in the Prefect UI"
+    limit = f"above {_usd(budget.approve_above_usd)}" if budget.approve_above_usd is not None else "unpriced"
+    return (f"the estimate is {limit}; answer the form at {page} (loraflow ui shows it) within "
+            f"{budget.approval_timeout_s / 3600:g} h, or stop and re-run with --approve-up-to USD")
 
 
 def _approval_markdown(estimate: CostEstimate, budget: BudgetConfig) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from providers.catalog import model_facts
@@ -75,3 +77,23 @@ def test_hosting_counts_where_a_tuned_model_needs_a_dedicated_endpoint() -> None
     assert unknown.total_usd is None and "budget.hosting_usd_per_hour" in unknown.serving.basis
     own = estimate_cost(dedicated, 1_000_000, 3, BudgetConfig(serving_hours=10, hosting_usd_per_hour=1.5))
     assert own.serving.usd == pytest.approx(15.0)
+
+
+def test_a_wait_for_approval_says_what_it_waits_for_and_how_to_skip_it(caplog: pytest.LogCaptureFixture
+                                                                        ) -> None:
+    """Before: `loraflow run` stopped after "estimated cost" and printed nothing for up to 24 hours."""
+    budget = BudgetConfig(approve_above_usd=1, approval_timeout_s=7200)
+    with caplog.at_level(logging.INFO, logger="loraflow"):
+        check_budget(estimate_cost(FACTS, 1_000_000, 3), budget, ask=Asked(BudgetApproval(approve=True)))
+    (said,) = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert "$9.00" in said and "above $1.00" in said and "2 h" in said and "--approve-up-to" in said
+
+
+def test_an_estimate_approved_ahead_starts_without_the_form() -> None:
+    ask = Asked(None)
+    ahead = BudgetConfig(approve_above_usd=1, approved_up_to_usd=10)
+    approval = check_budget(estimate_cost(FACTS, 1_000_000, 3), ahead, ask=ask)  # $9.00 <= $10
+    assert approval.approve and "--approve-up-to" in approval.reviewer and ask.calls == []
+    with pytest.raises(ApprovalDeclined):  # $18.00 is above what was approved ahead: the form is asked
+        check_budget(estimate_cost(FACTS, 2_000_000, 3), ahead, ask=ask)
+    assert len(ask.calls) == 1
