@@ -7,7 +7,7 @@ in the same signature store. `destination` says where each input row goes: DROPP
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from pathlib import Path
 
 import numpy as np
 
@@ -15,8 +15,10 @@ from providers.formats import Severity
 from tasks.data.checks import Finding, diversity, refusal_findings, volume_findings
 from tasks.data.config import DataConfig
 from tasks.data.dedupe import SignatureStore, clusters, similar_pairs
+from tasks.data.filescan import FileScan, ScanPlan
 from tasks.data.rules import Diagnostics
-from tasks.data.scan import FileScan
+from tasks.data.scan import ScanSpec
+from tasks.data.source import compression
 from tasks.data.split import DROPPED, EVAL, TRAIN, eval_mask
 from tasks.data.target import DataTarget
 from tasks.data.tokens import TokenCounter
@@ -57,16 +59,20 @@ class Analysis:
 
 
 def analyse(config: DataConfig, target: DataTarget, diagnostics: Diagnostics, *,
-            staging: BinaryIO | None = None, eval_staging: BinaryIO | None = None) -> Analysis:
-    """Scan the input (and the eval file), then decide duplicates, split and leakage, and run the checks."""
+            staging: Path | None = None, eval_staging: Path | None = None,
+            plan: ScanPlan | None = None) -> Analysis:
+    """Scan the input (and the eval file), then decide duplicates, split and leakage, and run the checks.
+
+    With `staging` (and `eval_staging`), the usable examples are staged there as part files."""
     counter = target.token_counter()
     store, strata = SignatureStore(), {}
-    scan = FileScan(config.path, target, counter, diagnostics, store, pii=config.pii,
-                    stratify_by=config.stratify_by, strata=strata).run(staging)
+    plan = plan or ScanPlan(workers=config.workers)
+    scan = FileScan(_spec(config, target, config.path, config.stratify_by), diagnostics, store, strata=strata,
+                    plan=plan).run(staging)
     eval_scan = None
     if config.eval_path is not None:
-        eval_scan = FileScan(config.eval_path, target, counter, diagnostics.for_file(str(config.eval_path)),
-                             store, pii=config.pii).run(eval_staging)
+        eval_scan = FileScan(_spec(config, target, config.eval_path, None),
+                             diagnostics.for_file(str(config.eval_path)), store, plan=plan).run(eval_staging)
     analysis = Analysis(config, target, counter, diagnostics, scan, eval_scan,
                         destination=np.full(len(scan.columns), TRAIN, dtype=np.int8))
     analysis.destination[scan.too_long] = DROPPED
@@ -75,6 +81,10 @@ def analyse(config: DataConfig, target: DataTarget, diagnostics: Diagnostics, *,
     _check_leakage(analysis, store)
     _dataset_checks(analysis)
     return analysis
+
+
+def _spec(config: DataConfig, target: DataTarget, path: Path, stratify_by: str | None) -> ScanSpec:
+    return ScanSpec(path, target, config.pii, dict(config.severity), stratify_by, compression(path))
 
 
 def _deduplicate(analysis: Analysis, store: SignatureStore) -> None:
@@ -149,6 +159,11 @@ def _dataset_checks(analysis: Analysis) -> None:
     if analysis.counter.note:
         severity = Severity.INFO if analysis.counter.exact else Severity.WARNING
         analysis.findings.append(Finding("tokenizer_estimate", severity, analysis.counter.note))
+    for scan in (analysis.scan, analysis.eval_scan):
+        if scan is not None and scan.spec.compression:
+            note = (f"{scan.spec.path.name} is {scan.spec.compression}-compressed: read as it is, on one "
+                    "core (a compressed file cannot be split)")
+            analysis.findings.append(Finding("compressed", Severity.INFO, note))
     if analysis.target.context_tokens is None:
         analysis.findings.append(Finding("context_unknown", Severity.WARNING,
                                          f"{_no_limit(analysis.target.base_model)}; example lengths were not "

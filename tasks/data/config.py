@@ -19,6 +19,7 @@ class PiiConfig(_Section):
         default="scrub", description="scrub: replace with typed placeholders such as <EMAIL>; reject: "
                                      "every line with PII is an error; report: warn and keep the text")
     types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description="which kinds to look for")
+    phone_regions: list[str] = Field(default_factory=lambda: ["US"])
 
     @field_validator("types")
     @classmethod
@@ -56,6 +57,9 @@ class DataConfig(_Section):
                                   "checks refusal and normal examples)")
     pii: PiiConfig = Field(default_factory=PiiConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    workers: int | None = Field(default=None, ge=1,
+                                description="processes that scan the file; default: every core (files under "
+                                            "8 MiB, and compressed files, are scanned in one)")
     severity: dict[str, Literal["error", "warning", "off"]] = Field(
         default_factory=dict, description="override the severity of a diagnostic code, whatever the target; "
                                           "an example with a contract problem is skipped when its code is "

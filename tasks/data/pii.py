@@ -57,13 +57,15 @@ class PiiMatch:
     type: str
     start: int
     end: int
+    rule: str = ""
 
 
 class PiiScanner:
     """Finds the configured PII types in text; `scrub` replaces each finding with `<TYPE>`."""
 
-    def __init__(self, types: Iterable[str] = PII_TYPES) -> None:
+    def __init__(self, types: Iterable[str] = PII_TYPES, phone_regions: Iterable[str] = ("US",)) -> None:
         self.types = frozenset(types)
+        self.phone_regions = tuple(phone_regions)
 
     def find(self, text: str) -> list[PiiMatch]:
         """Non-overlapping findings in text order."""
@@ -105,17 +107,17 @@ def _confirm(group: str, text: str, start: int, end: int) -> PiiMatch | None:
         if following == "." and next_after.isdigit():
             return None
         kind = number_kind(text[start:end])
-        return PiiMatch(kind, start, end) if kind else None
+        return PiiMatch(kind, start, end, kind.lower()) if kind else None
     if group in ("openai", "anthropic", "aws") and (before.isalnum() or before in ("_", "-")):
         return None
     if group == "key":
         closing = _KEY_END.search(text, end)
-        return PiiMatch("PRIVATE_KEY", start, closing.end() if closing else len(text))
+        return PiiMatch("PRIVATE_KEY", start, closing.end() if closing else len(text), "private_key")
     if group == "iban":
         return _iban(text, start, end)
     if group == "ipv6":
         return _ipv6(text, start, end, before)
-    return PiiMatch(_GROUP_TYPE[group], start, end)
+    return PiiMatch(_GROUP_TYPE[group], start, end, group)
 
 
 def number_kind(candidate: str) -> str | None:
@@ -168,7 +170,7 @@ def _iban(text: str, start: int, end: int) -> PiiMatch | None:
     # a trailing word in capitals can be swallowed by the optional groups: retry without it
     while not iban_valid(value) and " " in value:
         value = value.rsplit(" ", 1)[0]
-    return PiiMatch("IBAN", start, start + len(value)) if iban_valid(value) else None
+    return PiiMatch("IBAN", start, start + len(value), "iban_mod97") if iban_valid(value) else None
 
 
 def _ipv6(text: str, start: int, end: int, before: str) -> PiiMatch | None:
@@ -178,4 +180,4 @@ def _ipv6(text: str, start: int, end: int, before: str) -> PiiMatch | None:
         ipaddress.IPv6Address(text[start:end])
     except ValueError:
         return None
-    return PiiMatch("IP_ADDRESS", start, end)
+    return PiiMatch("IP_ADDRESS", start, end, "ipv6")

@@ -8,6 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from providers.base import PreparedDataset
 from tasks.data.config import DataConfig
+from tasks.data.filescan import ScanPlan
 from tasks.data.stage import UNSPECIFIED, check_file, prepare
 from tasks.data.target import DataTarget
 from tasks.policy import LOCAL_WORK
@@ -18,9 +19,10 @@ __all__ = ["check_file", "prepare", "prepare_dataset"]
 
 
 @task(name="prepare-data", **LOCAL_WORK)
-def prepare_dataset(config: DataConfig, run: RunDir, target: DataTarget = UNSPECIFIED) -> PreparedDataset:
+def prepare_dataset(config: DataConfig, run: RunDir, target: DataTarget = UNSPECIFIED,
+                    plan: ScanPlan | None = None) -> PreparedDataset:
     try:
-        dataset = prepare(config, run, target)
+        dataset = prepare(config, run, target, plan)
     finally:
         if (run.root / "report.md").exists():
             create_markdown_artifact(markdown=(run.root / "report.md").read_text(encoding="utf-8"),

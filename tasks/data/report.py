@@ -15,7 +15,7 @@ CLUSTERS_SHOWN = 10
 LINES_SHOWN = 8
 
 
-def build_report(analysis: Analysis, input_sha256: str) -> dict[str, Any]:
+def build_report(analysis: Analysis) -> dict[str, Any]:
     config, target, diagnostics = analysis.config, analysis.target, analysis.diagnostics
     columns, destination = analysis.scan.columns, analysis.destination
     lines = columns.numpy("line")
@@ -25,12 +25,12 @@ def build_report(analysis: Analysis, input_sha256: str) -> dict[str, Any]:
     kept_tokens = np.r_[tokens[destination != DROPPED], eval_tokens]
     train_tokens = int(tokens[destination == TRAIN].sum())
     return {
-        "input": str(config.path), "input_sha256": input_sha256,
+        "input": str(config.path), "input_sha256": analysis.scan.sha256,
         "status": "blocked" if diagnostics.errors else "ready",
         "target": {"provider": target.provider, "model": target.base_model, "format": target.format.name,
                    "tokenizer": analysis.counter.name, "tokenizer_exact": analysis.counter.exact,
                    "context_tokens": target.context_tokens, "epochs": target.epochs},
-        "counts": {"lines": analysis.scan.reader.lines, "usable": len(columns),
+        "counts": {"lines": analysis.scan.lines, "usable": len(columns),
                    "removed": _removed(analysis), "train": analysis.count(TRAIN),
                    "eval": analysis.eval_examples,
                    "eval_file": str(config.eval_path) if config.eval_path else None},
@@ -41,6 +41,7 @@ def build_report(analysis: Analysis, input_sha256: str) -> dict[str, Any]:
                    "billable": train_tokens * target.epochs if target.epochs else None},
         "pii": {"policy": config.pii.policy, "examples": analysis.scan.tally.examples,
                 "counts": dict(sorted(analysis.scan.tally.counts.items())),
+                "rules": dict(sorted(analysis.scan.tally.rules.items())),
                 "lines": dict(sorted(analysis.scan.tally.lines.items()))},
         "duplicates": {"threshold": config.dedupe.threshold, "exact": _clusters(analysis.exact_groups, lines),
                        "near": _clusters(analysis.near_groups, lines)},

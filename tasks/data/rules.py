@@ -49,6 +49,7 @@ CODES: dict[str, tuple[Severity, bool]] = {
     "context_unknown": (Severity.WARNING, False),
     "tokenizer_estimate": (Severity.WARNING, False),
     "duplicates": (Severity.INFO, False),
+    "compressed": (Severity.INFO, False),
     "leakage": (Severity.WARNING, False),
 }
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,12 @@ def eval_mask(keys: np.ndarray, *, salt: str, fraction: float,
     return mask
 
 
-def write_split(staged: Path, destination: np.ndarray, out_dir: Path, extra_eval: Path | None = None,
+def write_split(staged: list[Path], destination: np.ndarray, out_dir: Path,
+                extra_eval: list[Path] | None = None,
                 extra_rows: np.ndarray | None = None) -> dict[str, tuple[Path, str]]:
-    """Route the staged lines (one per row) to train.jsonl and eval.jsonl by `destination`, then append
-    `extra_eval`'s lines (only `extra_rows` of them, when given) to eval. Both files appear by rename,
-    together, or not at all. Returns each side's path and sha256."""
+    """Route the staged lines (the part files in order, one line per row) to train.jsonl and eval.jsonl by
+    `destination`, then append `extra_eval`'s lines (only `extra_rows` of them, when given) to eval. Both
+    files appear by rename, together, or not at all. Returns each side's path and sha256."""
     out_dir.mkdir(parents=True, exist_ok=True)
     temporary = {}
     for side in ("train", "eval"):
@@ -61,20 +63,18 @@ def write_split(staged: Path, destination: np.ndarray, out_dir: Path, extra_eval
         temporary[side] = Path(name)
     try:
         digests = {TRAIN: hashlib.sha256(), EVAL: hashlib.sha256()}
-        with temporary["train"].open("wb") as train, temporary["eval"].open("wb") as evaluation, \
-                staged.open("rb") as source:
+        with temporary["train"].open("wb") as train, temporary["eval"].open("wb") as evaluation:
             targets = {TRAIN: train, EVAL: evaluation}
-            for side, line in zip(destination.tolist(), source, strict=True):
+            for side, line in zip(destination.tolist(), _lines(staged), strict=True):
                 if side != DROPPED:
                     targets[side].write(line)
                     digests[side].update(line)
             if extra_eval is not None:
                 wanted = None if extra_rows is None else set(extra_rows.tolist())
-                with extra_eval.open("rb") as lines:
-                    for row, line in enumerate(lines):
-                        if wanted is None or row in wanted:
-                            evaluation.write(line)
-                            digests[EVAL].update(line)
+                for row, line in enumerate(_lines(extra_eval)):
+                    if wanted is None or row in wanted:
+                        evaluation.write(line)
+                        digests[EVAL].update(line)
             for handle in (train, evaluation):
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -87,3 +87,9 @@ def write_split(staged: Path, destination: np.ndarray, out_dir: Path, extra_eval
         for path in temporary.values():
             path.unlink(missing_ok=True)
         raise
+
+
+def _lines(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        with path.open("rb") as lines:
+            yield from lines

@@ -7,6 +7,7 @@ Nothing here imports Prefect: `loraflow data` and the benchmark call these direc
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -18,6 +19,7 @@ from providers.errors import ConfigError, DataError
 from tasks.data import pii
 from tasks.data.analysis import Analysis, analyse
 from tasks.data.config import DataConfig
+from tasks.data.filescan import ScanPlan
 from tasks.data.report import build_report, render_markdown
 from tasks.data.rules import Diagnostic, Diagnostics
 from tasks.data.split import TRAIN, write_split
@@ -28,7 +30,8 @@ from tasks.rundir import RunDir, atomic_write, sha256_file, write_json
 UNSPECIFIED = DataTarget(provider="openai", base_model="")
 
 
-def prepare(config: DataConfig, run: RunDir, target: DataTarget = UNSPECIFIED) -> PreparedDataset:
+def prepare(config: DataConfig, run: RunDir, target: DataTarget = UNSPECIFIED,
+            plan: ScanPlan | None = None) -> PreparedDataset:
     """Check, scrub, deduplicate and split `config.path` into the run's data directory.
 
     Writes report.json and report.md whatever happens; raises DataError listing the errors (and writes
@@ -36,21 +39,19 @@ def prepare(config: DataConfig, run: RunDir, target: DataTarget = UNSPECIFIED) -
     """
     diagnostics = Diagnostics(target.format, config.severity)
     with ExitStack() as stack:
-        staged = stack.enter_context(_StagingFile(run.data_dir, "input"))
-        eval_staged = stack.enter_context(_StagingFile(run.data_dir, "eval")) if config.eval_path else None
-        analysis = analyse(config, target, diagnostics, staging=staged.handle,
-                           eval_staging=eval_staged.handle if eval_staged else None)
-        staged.close()
-        if eval_staged:
-            eval_staged.close()
+        staged = stack.enter_context(_StagingDir(run.data_dir, "input"))
+        eval_staged = stack.enter_context(_StagingDir(run.data_dir, "eval")) if config.eval_path else None
+        analysis = analyse(config, target, diagnostics, staging=staged.path,
+                           eval_staging=eval_staged.path if eval_staged else None, plan=plan)
         report = _write_report(analysis, run.root)
         if diagnostics.errors:
             raise DataError(diagnostics.problems(str(config.path)))
         if analysis.count(TRAIN) < config.min_train_examples:
             raise ConfigError(f"{config.path}: {analysis.count(TRAIN)} training examples after the split; "
                               f"data.min_train_examples requires at least {config.min_train_examples}")
-        written = write_split(staged.path, analysis.destination, run.data_dir,
-                              eval_staged.path if eval_staged else None, analysis.eval_file_rows)
+        written = write_split(analysis.scan.staged, analysis.destination, run.data_dir,
+                              analysis.eval_scan.staged if analysis.eval_scan else None,
+                              analysis.eval_file_rows)
     paths = {side: path for side, (path, _) in written.items()}
     files = {side: digest for side, (_, digest) in written.items()}
     dataset = PreparedDataset(
@@ -62,15 +63,15 @@ def prepare(config: DataConfig, run: RunDir, target: DataTarget = UNSPECIFIED) -
     return dataset
 
 
-def check_file(config: DataConfig, target: DataTarget,
-               sink: Callable[[Diagnostic], None] | None = None) -> dict[str, Any]:
+def check_file(config: DataConfig, target: DataTarget, sink: Callable[[Diagnostic], None] | None = None,
+               plan: ScanPlan | None = None) -> dict[str, Any]:
     """Everything `prepare` checks, without writing anything; returns the report."""
-    analysis = analyse(config, target, Diagnostics(target.format, config.severity, sink=sink))
-    return build_report(analysis, analysis.scan.reader.digest.hexdigest())
+    analysis = analyse(config, target, Diagnostics(target.format, config.severity, sink=sink), plan=plan)
+    return build_report(analysis)
 
 
 def _write_report(analysis: Analysis, root: Path) -> dict[str, Any]:
-    report = build_report(analysis, analysis.scan.reader.digest.hexdigest())
+    report = build_report(analysis)
     write_json(root / "report.json", report)
     atomic_write(root / "report.md", render_markdown(report))
     return report
@@ -89,21 +90,16 @@ def _lineage(config: DataConfig, analysis: Analysis, report: dict[str, Any], fil
             "dedupe": config.dedupe.model_dump(), "counts": report["counts"], "tokens": report["tokens"]}
 
 
-class _StagingFile:
-    """A hidden temporary file next to the outputs, removed on exit whatever happens."""
+class _StagingDir:
+    """A hidden temporary folder next to the outputs for the staged part files, removed on exit whatever
+    happens."""
 
     def __init__(self, directory: Path, name: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{name}.",  # noqa: SIM115
-                                                  suffix=".staged", delete=False)
-        self.path = Path(self.handle.name)
-
-    def close(self) -> None:
-        self.handle.close()
+        self.path = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}.", suffix=".staged"))
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.handle.close()
-        self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -32,6 +32,7 @@ _TIKTOKEN_URLS = {
 _PER_MESSAGE = 4
 _PER_EXAMPLE = 3
 _SYSTEM_PROMPTS_KEPT = 256
+_PIECE = 1 << 18  # characters: longer texts are counted in pieces (bounded memory)
 
 
 class TokenCounter:
@@ -137,7 +138,33 @@ def _bpe(name: str) -> Callable[[str], int]:
         import bpe_openai
 
         encoding = bpe_openai.get_encoding(name)
-    return lambda text: len(encoding.encode_ordinary(text))
+    core = getattr(encoding, "_core_bpe", encoding)  # tiktoken's Rust encoder, without its Python wrapper
+
+    def count(text: str) -> int:
+        if len(text) > _PIECE:
+            return _count_in_pieces(text, count)
+        try:
+            return len(core.encode_ordinary(text))
+        except UnicodeEncodeError:  # a lone surrogate: the wrapper replaces it
+            return len(encoding.encode_ordinary(text))
+
+    return count
+
+
+def _count_in_pieces(text: str, count: Callable[[str], int]) -> int:
+    """Tokens of a long text, counted a piece at a time so that no token list grows with the text. Pieces
+    end before a space that follows a non-space: the tokenizer's pre-split starts a word at its leading
+    space, so the sum equals the whole text's count."""
+    total, start = 0, 0
+    while len(text) - start > _PIECE:
+        end = start + _PIECE
+        cut = text.rfind(" ", start + 1, end)
+        while cut > start and text[cut - 1].isspace():
+            cut = text.rfind(" ", start + 1, cut)
+        cut = cut if cut > start else end
+        total += count(text[start:cut])
+        start = cut
+    return total + count(text[start:])
 
 
 def _seed_tiktoken_cache(name: str) -> bool:

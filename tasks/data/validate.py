@@ -1,6 +1,7 @@
 """Streaming validation of chat JSONL in the OpenAI shape, one line at a time (constant memory).
 
-Every problem goes to `Diagnostics` with a stable code, the line number and a reason; the codes and
+Lines are parsed with orjson; a line it refuses is parsed again by the standard library, which names the
+problem. Every problem goes to `Diagnostics` with a stable code, the line number and a reason; the codes and
 their default severities are listed in `tasks.data.rules.CODES`. This module checks the contract every
 target shares (valid UTF-8 JSON objects, known roles and keys, string content, a final assistant
 message, matched tool calls, 0/1 weights); the target's own rules live in `providers.formats`.
@@ -8,67 +9,61 @@ message, matched tool calls, 0/1 weights); the target's own rules live in `provi
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+import orjson
 
 from tasks.data.rules import CODES, Diagnostics
 
 ROLES = ("system", "user", "assistant", "tool")
 TOP_LEVEL_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "metadata"})
 MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id"})
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 
 
-class ChatReader:
-    """Reads a chat JSONL file once; `examples()` yields the usable ones and reports the rest."""
-
-    def __init__(self, path: Path, diagnostics: Diagnostics) -> None:
-        self.path, self.diagnostics = path, diagnostics
-        self.lines = 0
-        self.digest = hashlib.sha256()
-
-    def examples(self) -> Iterator[tuple[int, dict[str, Any], bytes | None]]:
-        """Yield (line number, example, raw line) for every usable example, in file order; the raw line
-        is None when the check changed the example (a BOM or unknown keys removed)."""
-        with self.path.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                self.lines = number
-                self.digest.update(raw)
-                example = self._parse(number, raw)
-                if example is None:
-                    continue
-                checked = check_example(number, example, self.diagnostics)
-                if checked.usable:
-                    yield number, example, (None if checked.changed or number == 1 and raw.startswith(_BOM)
-                                            else raw)
-        if self.lines == 0:
-            self.diagnostics.add(1, "empty_file", "the file has no lines")
-
-    def _parse(self, number: int, raw: bytes) -> dict[str, Any] | None:
-        if number == 1 and raw.startswith(_BOM):
-            self.diagnostics.add(1, "bom", "the file starts with a UTF-8 byte-order mark; "
-                                           "save it without one")
-            raw = raw[len(_BOM):]
-        try:
-            value = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            self.diagnostics.add(number, "invalid_utf8", f"not UTF-8 at byte {exc.start + 1} of the line")
+def parse_line(number: int, raw: bytes, diagnostics: Diagnostics, *, file_start: bool = False
+               ) -> dict[str, Any] | None:
+    """The JSON object on one raw line, or None after reporting why there is none. `file_start` marks the
+    file's first line, where a byte-order mark is reported and skipped."""
+    if file_start and raw.startswith(BOM):
+        diagnostics.add(number, "bom", "the file starts with a UTF-8 byte-order mark; save it without one")
+        raw = raw[len(BOM):]
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as refused:
+        # the standard parser names the problem (and takes what orjson refuses, such as NaN)
+        value = _parse_slowly(number, raw, diagnostics, str(refused))
+        if value is _INVALID:
             return None
-        except json.JSONDecodeError as exc:
-            if raw.isspace() or not raw:
-                self.diagnostics.add(number, "blank_line", "blank line skipped")
-            else:
-                # only the last line can lack its newline; broken JSON there means the file was cut short
-                code = "invalid_json" if raw.endswith(b"\n") else "truncated_last_line"
-                self.diagnostics.add(number, code, f"{exc.msg} at column {exc.colno}")
-            return None
-        if not isinstance(value, dict):
-            self.diagnostics.add(number, "not_object", f"expected a JSON object, got {type(value).__name__}")
-            return None
-        return value
+    if not isinstance(value, dict):
+        diagnostics.add(number, "not_object", f"expected a JSON object, got {type(value).__name__}")
+        return None
+    return value
+
+
+_INVALID = object()
+
+
+def _parse_slowly(number: int, raw: bytes, diagnostics: Diagnostics, refused: str) -> Any:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+        if "surrogate" not in refused:
+            return value
+        # a lone UTF-16 surrogate escape: the text could not be written back as UTF-8
+        diagnostics.add(number, "invalid_json", refused.split(":")[0])
+    except UnicodeDecodeError as exc:
+        diagnostics.add(number, "invalid_utf8", f"not UTF-8 at byte {exc.start + 1} of the line")
+    except RecursionError:
+        diagnostics.add(number, "invalid_json", "nested too deeply")
+    except json.JSONDecodeError as exc:
+        if raw.isspace() or not raw:
+            diagnostics.add(number, "blank_line", "blank line skipped")
+        else:
+            # only the last line can lack its newline; broken JSON there means the file was cut short
+            code = "invalid_json" if raw.endswith(b"\n") else "truncated_last_line"
+            diagnostics.add(number, code, f"{exc.msg} at column {exc.colno}")
+    return _INVALID
 
 
 class ExampleCheck:

@@ -75,7 +75,7 @@ def test_scrub_policy_writes_placeholders_and_reports_counts_never_the_text(tmp_
     prepared = dataset.train_path.read_text() + dataset.eval_path.read_text()
     assert SECRET not in prepared and "write to <EMAIL> please" in prepared
     report = json.loads((run.root / "report.json").read_text())
-    assert report["pii"] == {"policy": "scrub", "examples": 1, "counts": {"EMAIL": 1},
+    assert report["pii"] == {"policy": "scrub", "examples": 1, "counts": {"EMAIL": 1}, "rules": {"email": 1},
                              "lines": {"EMAIL": [31]}}
     for name in ("report.json", "report.md", "manifest.json"):
         assert SECRET not in (run.root / name).read_text()
@@ -87,12 +87,13 @@ def test_reject_policy_makes_each_line_an_error_and_report_policy_a_warning(tmp_
     rejected = check_file(DataConfig(path=source, pii=PiiConfig(policy="reject")),
                           OPENAI)["diagnostics"]["kept"]
     assert {"line": 2, "code": "pii_rejected", "severity": "error",
-            "message": "contains EMAIL x1, PAYMENT_CARD x1; data.pii.policy is reject"} in rejected
+            "message": "contains EMAIL x1, PAYMENT_CARD x1 (rules: email, payment_card); data.pii.policy is "
+                       "reject"} in rejected
     reported = check_file(DataConfig(path=source, pii=PiiConfig(policy="report")),
                           OPENAI)["diagnostics"]["kept"]
     assert {"line": 2, "code": "pii_found", "severity": "warning",
-            "message": "contains EMAIL x1, PAYMENT_CARD x1; kept as is (data.pii.policy is report)"} in \
-        reported
+            "message": "contains EMAIL x1, PAYMENT_CARD x1 (rules: email, payment_card); kept as is "
+                       "(data.pii.policy is report)"} in reported
     assert all(SECRET not in json.dumps(d) for d in rejected + reported)
 
 

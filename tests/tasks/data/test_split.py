@@ -31,7 +31,7 @@ def test_write_split_routes_rows_and_appends_the_eval_file(tmp_path: Path) -> No
     staged.write_bytes(b"a\nb\nc\nd\n")
     extra = tmp_path / "extra"
     extra.write_bytes(b"e\n")
-    written = write_split(staged, np.array([TRAIN, EVAL, DROPPED, TRAIN]), tmp_path / "out", extra)
+    written = write_split([staged], np.array([TRAIN, EVAL, DROPPED, TRAIN]), tmp_path / "out", [extra])
     assert written["train"][0].read_bytes() == b"a\nd\n"
     assert written["eval"][0].read_bytes() == b"b\ne\n"
     assert written["eval"][1] == hashlib.sha256(b"b\ne\n").hexdigest()
@@ -42,5 +42,5 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
     staged = tmp_path / "staged"
     staged.write_bytes(b"a\nb\n")
     with pytest.raises(ValueError):
-        write_split(staged, np.array([TRAIN]), tmp_path / "out")  # one row short of the staged lines
+        write_split([staged], np.array([TRAIN]), tmp_path / "out")  # one row short of the staged lines
     assert list((tmp_path / "out").iterdir()) == []
