@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.data.pii import PII_TYPES
+from tasks.data.pii_numbers import DEFAULT_PHONE_REGIONS
 
 
 class _Section(BaseModel):
@@ -19,7 +20,10 @@ class PiiConfig(_Section):
         default="scrub", description="scrub: replace with typed placeholders such as <EMAIL>; reject: "
                                      "every line with PII is an error; report: warn and keep the text")
     types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description="which kinds to look for")
-    phone_regions: list[str] = Field(default_factory=lambda: ["US"])
+    phone_regions: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PHONE_REGIONS),
+        description="regions (ISO 3166 codes) whose national phone formats are recognised; numbers written "
+                    "with + and a country code are found in every region")
 
     @field_validator("types")
     @classmethod
@@ -28,6 +32,17 @@ class PiiConfig(_Section):
         if unknown:
             raise ValueError(f"unknown PII type {unknown[0]!r}; allowed values: {', '.join(PII_TYPES)}")
         return types
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers
+
+        unknown = [region for region in regions if region not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone region {unknown[0]!r}; use ISO 3166 region codes such as US, "
+                             "GB, DE, IN")
+        return list(dict.fromkeys(regions))
 
 
 class DedupeConfig(_Section):

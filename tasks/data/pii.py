@@ -2,10 +2,11 @@
 
 One combined pattern finds every candidate in a single pass (RE2 when `google-re2` is installed: a
 linear-time automaton, several times faster than `re` on long texts; the same pattern runs on `re`
-otherwise). Checksums and libraries then confirm the candidates: payment cards pass Luhn, IBANs pass
-ISO 13616 mod-97, IP addresses parse with `ipaddress`, phone numbers are valid for `phonenumbers`
-(US by default, any country with a leading +), SSNs avoid the never-issued ranges. Findings carry
-the type and the span, never the text, so nothing downstream can print the PII.
+otherwise). Checksums, libraries and the words around a number then confirm the candidates: IBANs pass
+ISO 13616 mod-97, IPv6 addresses parse with `ipaddress`, and runs of digits are judged by
+tasks.data.pii_numbers (IPv4 unless a version, cards by Luhn or by card words, phone numbers for a list
+of regions, SSNs). Findings carry the type, the span and the rule that fired, never the text, so nothing
+downstream can print the PII.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import phonenumbers
+from tasks.data.pii_numbers import DEFAULT_PHONE_REGIONS, PhoneRegions, luhn, number_kind
 
 try:
     import re2 as _engine
@@ -47,25 +48,27 @@ _GROUP_TYPE = {"key": "PRIVATE_KEY", "anthropic": "ANTHROPIC_KEY", "openai": "OP
                "aws": "AWS_ACCESS_KEY", "github": "GITHUB_TOKEN", "slack": "SLACK_TOKEN", "jwt": "JWT",
                "email": "EMAIL", "iban": "IBAN", "ipv6": "IP_ADDRESS"}
 _KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
-_SSN = re.compile(r"(\d{3})([- ])(\d{2})\2(\d{4})")
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
-_CARD = re.compile(r"\d[\d -]{11,22}\d")
+__all__ = ["PII_TYPES", "PiiMatch", "PiiScanner", "iban_valid", "luhn", "number_kind"]
 
 
 @dataclass(frozen=True)
 class PiiMatch:
+    """A finding: its type, its span in the text, and the rule that fired (see tasks.data.pii_numbers)."""
+
     type: str
     start: int
     end: int
-    rule: str = ""
+    rule: str
 
 
 class PiiScanner:
-    """Finds the configured PII types in text; `scrub` replaces each finding with `<TYPE>`."""
+    """Finds the configured PII types in text; `scrub` replaces each finding with `<TYPE>`. Phone numbers
+    in national format are looked for in `phone_regions` (international ones, with +, in every region)."""
 
-    def __init__(self, types: Iterable[str] = PII_TYPES, phone_regions: Iterable[str] = ("US",)) -> None:
+    def __init__(self, types: Iterable[str] = PII_TYPES,
+                 phone_regions: Iterable[str] = DEFAULT_PHONE_REGIONS) -> None:
         self.types = frozenset(types)
-        self.phone_regions = tuple(phone_regions)
+        self.phones = PhoneRegions(phone_regions)
 
     def find(self, text: str) -> list[PiiMatch]:
         """Non-overlapping findings in text order."""
@@ -73,7 +76,7 @@ class PiiScanner:
             return []
         found = []
         for candidate in _CANDIDATES.finditer(text):
-            match = _confirm(candidate.lastgroup, text, candidate.start(), candidate.end())
+            match = _confirm(candidate.lastgroup, text, candidate.start(), candidate.end(), self.phones)
             if match is not None and match.type in self.types:
                 found.append(match)
         return found
@@ -96,18 +99,17 @@ class PiiScanner:
         return "".join(pieces), matches
 
 
-def _confirm(group: str, text: str, start: int, end: int) -> PiiMatch | None:
+def _confirm(group: str, text: str, start: int, end: int, phones: PhoneRegions) -> PiiMatch | None:
     before = text[start - 1] if start else " "
     if group == "number":
         following, next_after = text[end:end + 1], text[end + 1:end + 2]
         # part of a longer token (an id, a version, a negative number) is not a number on its own
-        if (before.isalnum() or before in ("_", ".", "+", "-")
-                or following.isalnum() or following in ("_", "-")):
+        if _glued(before) or before in ("_", ".", "+", "-") or _glued(following) or following in ("_", "-"):
             return None
         if following == "." and next_after.isdigit():
             return None
-        kind = number_kind(text[start:end])
-        return PiiMatch(kind, start, end, kind.lower()) if kind else None
+        kind = number_kind(text[start:end], text[max(0, start - 60):start], text[end:end + 30], phones)
+        return PiiMatch(kind.type, start, end, kind.rule) if kind else None
     if group in ("openai", "anthropic", "aws") and (before.isalnum() or before in ("_", "-")):
         return None
     if group == "key":
@@ -120,41 +122,10 @@ def _confirm(group: str, text: str, start: int, end: int) -> PiiMatch | None:
     return PiiMatch(_GROUP_TYPE[group], start, end, group)
 
 
-def number_kind(candidate: str) -> str | None:
-    """What a run of digits and separators is: IP_ADDRESS, US_SSN, PAYMENT_CARD, PHONE, or None."""
-    if _IPV4.fullmatch(candidate):
-        try:
-            ipaddress.IPv4Address(candidate)
-        except ValueError:
-            return None
-        return "IP_ADDRESS"
-    ssn = _SSN.fullmatch(candidate)
-    if ssn:
-        area, group, serial = ssn.group(1), ssn.group(3), ssn.group(4)
-        valid = area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
-        return "US_SSN" if valid else None
-    digits = "".join(c for c in candidate if c.isdigit())
-    if 13 <= len(digits) <= 19 and _CARD.fullmatch(candidate) and digits[0] in "23456" and luhn(digits):
-        return "PAYMENT_CARD"
-    if 7 <= len(digits) <= 15 and _is_phone(candidate):
-        return "PHONE"
-    return None
-
-
-def _is_phone(candidate: str) -> bool:
-    try:
-        number = phonenumbers.parse(candidate, "US")
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.is_valid_number(number)
-
-
-def luhn(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if index % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
+def _glued(char: str) -> bool:
+    """A letter or digit that makes a number part of a word; CJK and Hangul text runs into numbers
+    without spaces, so those characters do not."""
+    return char.isalnum() and ord(char) < 0x2E80
 
 
 def iban_valid(candidate: str) -> bool:

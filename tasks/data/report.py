@@ -145,7 +145,8 @@ def _pii_line(pii: dict[str, Any]) -> str:
         return "**PII**: none found  "
     found = ", ".join(f"{kind} {n} (lines {', '.join(map(str, pii['lines'][kind][:5]))}"
                       f"{', ...' if n > 5 else ''})" for kind, n in pii["counts"].items())
-    return f"**PII** ({pii['policy']}, {_count(pii['examples'], 'example')}): {found}  "
+    fired = ", ".join(f"{rule} {n}" for rule, n in pii.get("rules", {}).items())
+    return f"**PII** ({pii['policy']}, {_count(pii['examples'], 'example')}): {found}; rules: {fired}  "
 
 
 def _duplicates_line(duplicates: dict[str, Any]) -> str:

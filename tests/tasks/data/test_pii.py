@@ -48,13 +48,58 @@ def test_precision_and_recall_on_the_labeled_corpus(record_property: pytest.Reco
 def test_checksums_and_number_kinds() -> None:
     assert luhn("4111111111111111") and not luhn("4111111111111112")
     assert iban_valid("DE89 3704 0044 0532 0130 00") and not iban_valid("DE89 3704 0044 0532 0130 01")
-    assert number_kind("192.168.1.20") == "IP_ADDRESS"
-    assert number_kind("999.10.1.1") is None
-    assert number_kind("123-45-6789") == "US_SSN"
-    assert number_kind("666-45-6789") is None
-    assert number_kind("4111 1111 1111 1111") == "PAYMENT_CARD"
-    assert number_kind("(415) 555-0132") == "PHONE"
-    assert number_kind("2024-05-01") is None
+    kinds = {text: number_kind(text) for text in ("192.168.1.20", "999.10.1.1", "123-45-6789", "666-45-6789",
+                                                   "4111 1111 1111 1111", "(415) 555-0132", "2024-05-01")}
+    assert {text: kind and (kind.type, kind.rule) for text, kind in kinds.items()} == {
+        "192.168.1.20": ("IP_ADDRESS", "ipv4"), "999.10.1.1": None, "123-45-6789": ("US_SSN", "us_ssn"),
+        "666-45-6789": None, "4111 1111 1111 1111": ("PAYMENT_CARD", "card_luhn"),
+        "(415) 555-0132": ("PHONE", "phone_US"), "2024-05-01": None}
+
+
+def rules(text: str, scanner: PiiScanner | None = None) -> list[tuple[str, str, str]]:
+    return [(m.type, m.rule, text[m.start:m.end]) for m in (scanner or PiiScanner()).find(text)]
+
+
+def test_phone_numbers_in_national_format_are_found_for_each_configured_region() -> None:
+    assert rules("Reach our London office on 020 7946 0958.") == [("PHONE", "phone_GB", "020 7946 0958")]
+    # the first configured region that accepts the number names the rule
+    assert rules("Ruf mich an: 0171 2345678", PiiScanner(phone_regions=["US", "DE"])) == [
+        ("PHONE", "phone_DE", "0171 2345678")]
+    assert rules("Whatsapp +44 7700 900456") == [("PHONE", "phone_international", "+44 7700 900456")]
+    assert rules("请拨打010-6552 9988联系我们")[0][::2] == ("PHONE", "010-6552 9988")  # CJK runs into it
+    us_only = PiiScanner(phone_regions=["US"])
+    assert rules("Reach our London office on 020 7946 0958.", us_only) == []
+    assert rules("call (415) 555-0132", us_only) == [("PHONE", "phone_US", "(415) 555-0132")]
+
+
+def test_numbers_that_only_look_like_phones_are_left_alone() -> None:
+    for text in ("Your order #114-3941689-8772232 has shipped.", "ISBN 978-0-306-40615-7, second edition",
+                 "The meeting moved to 2024-03-15.", "Chrome 120.0.6099.109 fixed it.",
+                 "Tracking 7489 2341 9087 arrives Thursday.", "The total was 1234567.89 with VAT.",
+                 "Employee ID 00471823", "It grew between 2019-2023."):
+        assert rules(text) == [], text
+
+
+def test_versions_and_networks_are_not_ip_addresses() -> None:
+    assert rules("Version 4.1.1.2 of the app crashes.") == []
+    for text in ("Update to v 2.10.3.7 first", "Build 10.0.19045.3803", "release 3.2.0.1 notes",
+                 "version 1.2.3.4.5 tag", "mask 255.255.255.0", "the prefix 104.16.0.0/13"):
+        assert rules(text) == [], text
+    assert rules("The DNS server is 8.8.8.8.") == [("IP_ADDRESS", "ipv4", "8.8.8.8")]
+
+
+def test_a_card_number_near_card_words_is_a_possible_card_even_when_luhn_fails() -> None:
+    assert rules("my card is 4532 7153 3790 4410, exp 09/27") == [
+        ("PAYMENT_CARD", "card_context", "4532 7153 3790 4410")]
+    assert rules("Tarjeta: 4000 0566 5566 5556") == [("PAYMENT_CARD", "card_luhn", "4000 0566 5566 5556")]
+    assert rules("reference 4532 7153 3790 4410") == []  # no card word, fails Luhn
+    assert rules("tracking 4111 1111 1111 1111") == []  # an identifier word, no card word
+
+
+def test_phone_regions_are_checked() -> None:
+    assert PiiConfig(phone_regions=["GB", "GB", "DE"]).phone_regions == ["GB", "DE"]
+    with pytest.raises(ValueError, match="unknown phone region 'XX'; use ISO 3166 region codes"):
+        PiiConfig(phone_regions=["XX"])
 
 
 def test_scrub_replaces_each_finding_with_a_typed_placeholder() -> None:
@@ -87,12 +132,12 @@ def test_reject_policy_makes_each_line_an_error_and_report_policy_a_warning(tmp_
     rejected = check_file(DataConfig(path=source, pii=PiiConfig(policy="reject")),
                           OPENAI)["diagnostics"]["kept"]
     assert {"line": 2, "code": "pii_rejected", "severity": "error",
-            "message": "contains EMAIL x1, PAYMENT_CARD x1 (rules: email, payment_card); data.pii.policy is "
+            "message": "contains EMAIL x1, PAYMENT_CARD x1 (rules: card_luhn, email); data.pii.policy is "
                        "reject"} in rejected
     reported = check_file(DataConfig(path=source, pii=PiiConfig(policy="report")),
                           OPENAI)["diagnostics"]["kept"]
     assert {"line": 2, "code": "pii_found", "severity": "warning",
-            "message": "contains EMAIL x1, PAYMENT_CARD x1 (rules: email, payment_card); kept as is "
+            "message": "contains EMAIL x1, PAYMENT_CARD x1 (rules: card_luhn, email); kept as is "
                        "(data.pii.policy is report)"} in reported
     assert all(SECRET not in json.dumps(d) for d in rejected + reported)
 
