@@ -40,7 +40,7 @@ def content_keys(example: dict[str, Any]) -> tuple[int, str]:
     message (a shared system prompt would make every example look alike)."""
     parts, compared = [], []
     for message in example["messages"]:
-        role, text = message.get("role"), normalize(message.get("content") or "")
+        role, text = message.get("role"), (message.get("content") or "").strip().lower()  # normalize()
         parts += (role, text)
         if message.get("tool_calls"):
             parts.append(repr([call.get("function") for call in message["tool_calls"]]))

@@ -58,14 +58,14 @@ class TokenCounter:
 
     def example_tokens(self, example: dict[str, Any]) -> int:
         """Tokens of one chat example: every message's text plus the chat format's fixed overhead."""
-        total = _PER_EXAMPLE
+        if self._encode is None:
+            self._encode = self._load()
+        encode, total = self._encode, _PER_EXAMPLE
         for message in example["messages"]:
             total += _PER_MESSAGE
             content = message.get("content")
-            if content and message.get("role") == "system":
-                total += self._system_tokens(content)
-            elif content:
-                total += self.encode_length(content)
+            if content:
+                total += self._system_tokens(content) if message.get("role") == "system" else encode(content)
             for call in message.get("tool_calls") or ():
                 function = call.get("function") or {}
                 total += self.encode_length(function.get("name", "")) + self.encode_length(

@@ -76,3 +76,15 @@ def test_prepare_reports_bad_data_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert ":21: invalid_json:" in result.stderr and "report.md" in result.stderr
+
+
+def test_check_reads_a_gzip_file_named_jsonl_and_says_so(tmp_path: Path) -> None:
+    """A gzip file with a .jsonl name used to give one encoding error per line and never say gzip."""
+    import gzip
+
+    source = tmp_path / "d.jsonl"
+    source.write_bytes(gzip.compress(("\n".join(distinct(30)) + "\n").encode()))
+    result = runner.invoke(app, ["check", str(source), "--model", "gpt-4o-mini-2024-07-18"])
+    assert result.exit_code == 0, result.output
+    assert "d.jsonl is gzip-compressed: read as it is" in result.output
+    assert "invalid_utf8" not in result.output
