@@ -192,7 +192,8 @@ class Provider(ChatModel, Protocol):
         ...
 
     def find_job(self, idempotency_key: str) -> JobRef | None:
-        """The job created earlier with this key, or None. Used when a local record is ambiguous."""
+        """The job created earlier with this key, or None. Asked before every create (tasks/training/
+        submit.py): the provider, not the local registry, is the source of truth for what exists there."""
         ...
 
     def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
