@@ -97,17 +97,20 @@ def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Fi
                         f"(providers/{r.provider}/catalog.yaml), or confirm it is fine-tunable with the "
                         "provider")]
     found = []
-    dates = (("takes no new fine-tuning jobs after", facts.last_new_job), ("retires", facts.retires))
-    for label, day in dates:
+    dates = (("takes no new fine-tuning jobs after", facts.last_new_job, "last_new_job"),
+             ("retires", facts.retires, "retires"))
+    for label, day, fact in dates:
         if day is None:
             continue
+        said = " (not confirmed on the vendor's page: see the catalog's evidence)" if facts.unconfirmed(
+            fact) else ""
         if day < today:
-            found.append(Finding("base model", "fail", f"{r.base_model} {label} {day} (passed)",
-                                 "move to a current base model"))
+            found.append(Finding("base model", "fail", f"{r.base_model} {label} {day} (passed){said}",
+                                 _move_to(facts.replacement)))
         elif day - today <= RETIRING_SOON:
             found.append(Finding("base model", "warn", f"{r.base_model} {label} {day}, within "
-                                 f"{RETIRING_SOON.days} days", "plan the move to its successor before "
-                                 "training more on it"))
+                                 f"{RETIRING_SOON.days} days{said}", "plan the move before training more on "
+                                 "it: " + _move_to(facts.replacement)))
     size = facts.parameters_b
     if spec_recipe and spec_recipe.max_parameters_b and size and size > spec_recipe.max_parameters_b:
         found.append(Finding("base model", "warn", f"the {spec_recipe.name} recipe suits "
@@ -115,6 +118,15 @@ def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Fi
                              "a smaller model usually does as well here for less"))
     return found or [Finding("base model", "ok", f"{r.base_model} is fine-tunable on {r.provider} "
                              f"(catalog as of {facts.as_of})")]
+
+
+def _move_to(replacement: list[str]) -> str:
+    """What to do about a retired or retiring base: the vendor's recommended replacement, and the command."""
+    if not replacement:
+        return "move to a current base model (the vendor names no replacement; see the catalog)"
+    return (f"the vendor recommends {' or '.join(replacement)}: "
+            f"loraflow migrate PIPELINE --base {replacement[0]} "
+            "(--provider another one where it cannot be fine-tuned)")
 
 
 def evaluation(r: Readiness, spec_recipe: Recipe | None) -> list[Finding]:

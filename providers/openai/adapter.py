@@ -309,8 +309,9 @@ def _service_dates(facts: ModelFacts, today: date, *, enforce: bool) -> list[str
         passed.append(f"training.base_model: OpenAI has taken no new fine-tuning jobs since "
                       f"{facts.last_new_job} (catalog, as of {facts.as_of}); choose another provider")
     if facts.retires is not None and today >= facts.retires:
+        instead = f" (OpenAI recommends {' or '.join(facts.replacement)})" if facts.replacement else ""
         passed.append(f"training.base_model: {facts.model_id} and its fine-tunes shut down on "
-                      f"{facts.retires} (catalog, as of {facts.as_of}); choose another base model")
+                      f"{facts.retires} (catalog, as of {facts.as_of}); choose another base model{instead}")
     if passed and enforce:
         raise ConfigError(passed[0])
     if passed:

@@ -74,7 +74,7 @@ def test_a_cost_above_the_threshold_waits_for_approval(tmp_path: Path, loraflow_
 
 
 CLOUDS = {
-    "vertex": ({"project": "loraflow-test", "gcs_bucket": "loraflow-data"}, "gemini-2.5-flash", None),
+    "vertex": ({"project": "loraflow-test", "gcs_bucket": "loraflow-data"}, "gemini-3.5-flash", None),
     "bedrock": ({"bucket": "loraflow-data", "role_arn": "arn:aws:iam::123456789012:role/BedrockFT"},
                 "amazon.nova-lite-v1:0:300k", 42),
 }

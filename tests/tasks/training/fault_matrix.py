@@ -77,7 +77,7 @@ SPECS = {
     "together": TrainingSpec(base_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", epochs=1,
                              suffix="faults", lora_r=8),
     "bedrock": TrainingSpec(base_model="amazon.nova-lite-v1:0:300k", epochs=1, suffix="faults"),
-    "vertex": TrainingSpec(base_model="gemini-2.5-flash", epochs=1, suffix="faults"),
+    "vertex": TrainingSpec(base_model="gemini-3.5-flash", epochs=1, suffix="faults"),
 }
 TIMES = 3
 CLIENT_TIMEOUT_S = 0.3
