@@ -9,7 +9,7 @@ from providers.catalog import ModelFacts, Range, catalog_providers, model_facts,
 
 
 def test_every_catalog_entry_parses_and_names_its_sources() -> None:
-    assert catalog_providers() == ["bedrock", "openai", "together", "vertex"]
+    assert catalog_providers() == ["azure_openai", "bedrock", "openai", "together", "vertex"]
     for provider in catalog_providers():
         section = vendor_catalog(provider)
         assert section["models"], provider

@@ -18,7 +18,7 @@ SCANNED = [ROOT / "README.md", *sorted((ROOT / "examples").rglob("*")),
            *(path for package in ("cli", "flows", "tasks", "gateway", "emulator", "providers")
              for path in sorted((ROOT / package).rglob("*"))
              if path.suffix in (".py", ".yaml", ".md") and path.name != "catalog.yaml")]
-REFRESHED = ("openai", "together", "vertex")  # checked against the vendors' pages
+REFRESHED = ("openai", "together", "vertex", "azure_openai")  # checked against the vendors' pages
 
 
 def check_date(provider: str) -> date:
