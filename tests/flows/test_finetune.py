@@ -41,7 +41,7 @@ def test_fake_provider_run_accepts_and_writes_the_lineage(tmp_path: Path, lorafl
     outputs = (run / "eval" / "outputs.jsonl").read_text().splitlines()
     assert len(outputs) == 2 * sum(suite["items"] for suite in manifest["evaluation"]["suites"].values())
     assert {json.loads(line)["role"] for line in outputs} == {"base", "candidate"}
-    assert json.loads((run / "decision.json").read_text())["rules_version"] == "rules-v1"
+    assert json.loads((run / "decision.json").read_text())["rules_version"] == "rules-v2"
     comparison = Artifact.get("eval-comparison")
     assert comparison.type == "table" and "five_verb_bullets" in comparison.data
     assert "# Data report: bullets.jsonl" in Artifact.get("data-report").data

@@ -138,6 +138,7 @@ def test_a_tool_exchange_counts_as_one_assistant_turn() -> None:
 
 def test_unknown_provider_is_a_config_error_and_codes_are_listed() -> None:
     with pytest.raises(ConfigError,
-                       match="no training format for provider 'acme'; allowed values: bedrock, fake"):
+                       match="no training format for provider 'acme'; allowed values: azure_openai, "
+                             "bedrock, fake"):
         training_format("acme", "m")
     assert {"role_order", "tools_unsupported", "weight_ignored", "multi_turn_flattened"} <= all_codes()
