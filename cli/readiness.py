@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from flows.config import Pipeline
 from providers import provider_class
-from providers.catalog import model_facts
+from providers.catalog import model_facts, models
 from providers.errors import ConfigError
 from tasks.connection import EMULATOR
 from tasks.data.checks import RECIPE_MINIMUM
@@ -106,11 +106,11 @@ def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Fi
             fact) else ""
         if day < today:
             found.append(Finding("base model", "fail", f"{r.base_model} {label} {day} (passed){said}",
-                                 _move_to(facts.replacement)))
+                                 _move_to(r.provider, facts.replacement)))
         elif day - today <= RETIRING_SOON:
             found.append(Finding("base model", "warn", f"{r.base_model} {label} {day}, within "
                                  f"{RETIRING_SOON.days} days{said}", "plan the move before training more on "
-                                 "it: " + _move_to(facts.replacement)))
+                                 "it: " + _move_to(r.provider, facts.replacement)))
     size = facts.parameters_b
     if spec_recipe and spec_recipe.max_parameters_b and size and size > spec_recipe.max_parameters_b:
         found.append(Finding("base model", "warn", f"the {spec_recipe.name} recipe suits "
@@ -120,13 +120,17 @@ def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Fi
                              f"(catalog as of {facts.as_of})")]
 
 
-def _move_to(replacement: list[str]) -> str:
+def _move_to(provider: str, replacement: list[str]) -> str:
     """What to do about a retired or retiring base: the vendor's recommended replacement, and the command."""
     if not replacement:
         return "move to a current base model (the vendor names no replacement; see the catalog)"
-    return (f"the vendor recommends {' or '.join(replacement)}: "
-            f"loraflow migrate PIPELINE --base {replacement[0]} "
-            "(--provider another one where it cannot be fine-tuned)")
+    tunable = [m for m in replacement if m in models(provider)]
+    if tunable:
+        return (f"the vendor recommends {' or '.join(replacement)}: "
+                f"loraflow migrate PIPELINE --base {tunable[0]}")
+    return (f"the vendor recommends {' or '.join(replacement)}, which the catalog does not list as "
+            f"fine-tunable on {provider}: loraflow migrate PIPELINE --base MODEL --provider OTHER (loraflow "
+            "monitor names one)")
 
 
 def evaluation(r: Readiness, spec_recipe: Recipe | None) -> list[Finding]:
