@@ -233,8 +233,9 @@ def _infer(provider: Provider, status: JobStatus, data: PreparedDataset, target:
     *prompt, _ = json.loads(data.train_path.read_text(encoding="utf-8").splitlines()[-1])["messages"]
     caller = ModelCaller(provider, target, sleep=lambda seconds: time.sleep(min(seconds, 0.05)))
     item = EvalItem(key="last", messages=prompt)
-    model = (provider.serve(status.model, name="faults") if isinstance(provider, ServesModels)
-             else status.model)
+    # named per job, as the pipeline names it per submission
+    model = (provider.serve(status.model, name=f"faults-{status.model.job_id}"[-60:])
+             if isinstance(provider, ServesModels) else status.model)
     return answer(provider, model, item, Decoding(max_tokens=64), "candidate", caller=caller)
 
 
