@@ -36,7 +36,8 @@ def test_fake_provider_run_accepts_and_writes_the_lineage(tmp_path: Path, lorafl
     run = summary.run_dir
     manifest = json.loads((run / "manifest.json").read_text())
     assert set(manifest) == {"run", "config", "data", "cost", "training", "health", "model", "evaluation",
-                             "decision", "registered"}
+                             "decision", "registered", "evaluated_against"}
+    assert manifest["evaluated_against"]["artifact"] == "served"  # the fake serves the tuned id itself
     assert manifest["training"]["job"]["job_id"] == manifest["model"]["job_id"]
     outputs = (run / "eval" / "outputs.jsonl").read_text().splitlines()
     assert len(outputs) == 2 * sum(suite["items"] for suite in manifest["evaluation"]["suites"].values())
