@@ -54,6 +54,7 @@ app.command()(gateway)
 app.command("serve-model")(serve_model)
 app.command()(lifecycle.retrain)
 app.command()(lifecycle.monitor)
+app.command()(lifecycle.migrate)
 
 
 @app.command()

@@ -226,6 +226,16 @@ class LossCurveSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsTemplateParity(Protocol):
+    """A provider that can say whether the prompts its serving side builds match the tokens a job trained on
+    (the local trainer checks after training); hosted providers render their own templates and do not."""
+
+    def template_parity(self, job: JobRef) -> dict[str, Any] | None:
+        """`ok`, the rows checked, the rows whose prompt or stop token differs, and `problems` in words."""
+        ...
+
+
 def created_or_found(create: Callable[[], JobRef], find: Callable[[], JobRef | None]) -> JobRef:
     """Send a create whose answer may be lost (adapters send it without SDK retries). On a transient
     failure or an answer not understood the job may exist all the same: return what `find` recovers by
