@@ -54,6 +54,7 @@ app.command()(gateway)
 app.command("serve-model")(serve_model)
 app.command()(lifecycle.retrain)
 app.command()(lifecycle.monitor)
+app.command()(lifecycle.migrate)
 
 
 @app.command()
@@ -181,7 +182,8 @@ def ui(port: Annotated[int, typer.Option(help="dashboard port on 127.0.0.1")] = 
 
 
 @app.command()
-def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1", min=1, max=65535)] = 8765,
+def emulator(port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0: a free one)", min=0,
+                                              max=65535)] = 8765,
              state_dir: Annotated[Path | None, typer.Option(help="keep files and jobs across restarts")]
              = None,
              api_key: Annotated[str | None, typer.Option(help="require this bearer key")] = None,

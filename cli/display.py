@@ -82,6 +82,12 @@ def decision_panel(decision: Decision, model_id: str, run_dir: str) -> Panel:
         delta = f"{c.delta * 100:+.1f} pp [{c.ci_low * 100:+.1f}, {c.ci_high * 100:+.1f}]"
         table.add_row(name, c.kind, f"{c.base_value:.1%}", f"{c.candidate_value:.1%}", delta,
                       f"{c.p_value:.2g}")
+    stops = decision.never_stops
+    if stops is not None:  # answers that ran into max_tokens: a model that does not end its turn
+        table.add_row(f"cut at max_tokens ({stops.max_tokens})", "stops", f"{stops.base_rate:.1%}",
+                      f"{stops.candidate_rate:.1%}",
+                      f"{stops.delta * 100:+.1f} pp [{stops.ci_low * 100:+.1f}, {stops.ci_high * 100:+.1f}]",
+                      f"{stops.p_value:.2g}")
     verdict = Text.assemble((decision.outcome.upper(), f"bold {colour}"), ": ", decision.reason)
     parts: list[Text | Table] = [verdict, Text(""), table]
     if decision.notes:

@@ -1,5 +1,5 @@
-"""`loraflow retrain PIPELINE` and `loraflow monitor PIPELINE`: the flows that keep a fine-tune from going
-stale.
+"""`loraflow retrain PIPELINE`, `loraflow monitor PIPELINE` and `loraflow migrate PIPELINE --base NEW_BASE`:
+the flows that keep a fine-tune from going stale, and move it when its base or provider retires.
 
 The deployments in deployments/prefect.yaml run the same flows on their schedules (quarterly, daily).
 Exit codes: 2 for a bad pipeline file, 1 for a provider or job failure; `monitor` also exits 1 when it alerts,
@@ -61,3 +61,20 @@ def monitor(pipeline: PipelineFile) -> None:
     console.print(f"report: {summary.report_dir / 'report.md'}", highlight=False, soft_wrap=True)
     if summary.alerts:
         raise typer.Exit(1)
+
+
+def migrate(pipeline: PipelineFile,
+            base: Annotated[str, typer.Option("--base", help="the new base model")],
+            provider: Annotated[str | None, typer.Option(
+                "--provider", help="the new provider (default: the pipeline's); its options come from "
+                                   "monitor.migrate_to when that names it")] = None) -> None:
+    """Re-run the pipeline's frozen data and eval set on a new base or provider; promote only a candidate
+    that beats the current champion and the new base."""
+    from flows.migrate import migrate as migrate_flow
+
+    summary = _run(lambda loaded: migrate_flow(loaded, base, provider), pipeline)
+    compared = ", ".join(f"{label}: {outcome}" for label, outcome in summary.outcomes.items())
+    promoted = f"; registered v{summary.version} as challenger" if summary.version else ""
+    console.print(f"[bold]{summary.winner}[/] wins on {summary.provider} {summary.base_model} ({compared}): "
+                  f"{summary.reason}{promoted}", highlight=False, soft_wrap=True)
+    console.print(f"run directory: {summary.run_dir}", highlight=False, soft_wrap=True)

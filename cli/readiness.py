@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from flows.config import Pipeline
 from providers import provider_class
-from providers.catalog import model_facts
+from providers.catalog import model_facts, models
 from providers.errors import ConfigError
 from tasks.connection import EMULATOR
 from tasks.data.checks import RECIPE_MINIMUM
@@ -97,17 +97,20 @@ def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Fi
                         f"(providers/{r.provider}/catalog.yaml), or confirm it is fine-tunable with the "
                         "provider")]
     found = []
-    dates = (("takes no new fine-tuning jobs after", facts.last_new_job), ("retires", facts.retires))
-    for label, day in dates:
+    dates = (("takes no new fine-tuning jobs after", facts.last_new_job, "last_new_job"),
+             ("retires", facts.retires, "retires"))
+    for label, day, fact in dates:
         if day is None:
             continue
+        said = " (not confirmed on the vendor's page: see the catalog's evidence)" if facts.unconfirmed(
+            fact) else ""
         if day < today:
-            found.append(Finding("base model", "fail", f"{r.base_model} {label} {day} (passed)",
-                                 "move to a current base model"))
+            found.append(Finding("base model", "fail", f"{r.base_model} {label} {day} (passed){said}",
+                                 _move_to(r.provider, facts.replacement)))
         elif day - today <= RETIRING_SOON:
             found.append(Finding("base model", "warn", f"{r.base_model} {label} {day}, within "
-                                 f"{RETIRING_SOON.days} days", "plan the move to its successor before "
-                                 "training more on it"))
+                                 f"{RETIRING_SOON.days} days{said}", "plan the move before training more on "
+                                 "it: " + _move_to(r.provider, facts.replacement)))
     size = facts.parameters_b
     if spec_recipe and spec_recipe.max_parameters_b and size and size > spec_recipe.max_parameters_b:
         found.append(Finding("base model", "warn", f"the {spec_recipe.name} recipe suits "
@@ -115,6 +118,19 @@ def base_model(r: Readiness, spec_recipe: Recipe | None, today: date) -> list[Fi
                              "a smaller model usually does as well here for less"))
     return found or [Finding("base model", "ok", f"{r.base_model} is fine-tunable on {r.provider} "
                              f"(catalog as of {facts.as_of})")]
+
+
+def _move_to(provider: str, replacement: list[str]) -> str:
+    """What to do about a retired or retiring base: the vendor's recommended replacement, and the command."""
+    if not replacement:
+        return "move to a current base model (the vendor names no replacement; see the catalog)"
+    tunable = [m for m in replacement if m in models(provider)]
+    if tunable:
+        return (f"the vendor recommends {' or '.join(replacement)}: "
+                f"loraflow migrate PIPELINE --base {tunable[0]}")
+    return (f"the vendor recommends {' or '.join(replacement)}, which the catalog does not list as "
+            f"fine-tunable on {provider}: loraflow migrate PIPELINE --base MODEL --provider OTHER (loraflow "
+            "monitor names one)")
 
 
 def evaluation(r: Readiness, spec_recipe: Recipe | None) -> list[Finding]:

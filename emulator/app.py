@@ -1,7 +1,8 @@
 """The ASGI app, the one module that assembles every vendor: the OpenAI (/v1), Together (/together),
-Vertex (/vertex) and Bedrock (/bedrock) routes of `emulator/<vendor>/api.py` behind request counting,
-fault injection and the API-key check (Together's presigned upload URLs carry a token instead of the key;
-Bedrock requests are SigV4-signed, and bedrock/api.py checks the access key id).
+Vertex (/vertex), Bedrock (/bedrock) and Azure OpenAI (/azure) routes of `emulator/<vendor>/api.py` behind
+request counting, fault injection and the API-key check (Together's presigned upload URLs carry a token
+instead of the key; Bedrock requests are SigV4-signed, and bedrock/api.py checks the access key id; Azure
+takes an `api-key` header, and azure_openai/api.py checks it).
 
 Order matters: every API request is counted first (so a test sees retries of a faulted request),
 then faults apply, then the key is checked. Control routes under `/_emulator` skip all three:
@@ -29,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
+from emulator.azure_openai import api as azure_api
 from emulator.bedrock import api as bedrock_api
 from emulator.faults import FaultMiddleware
 from emulator.openai import api as openai_api
@@ -39,10 +41,11 @@ from emulator.vertex import api as vertex_api
 from emulator.wire import ApiError, json_body
 
 CONTROL_PREFIX = "/_emulator"
-ROUTES = [*openai_api.ROUTES, *together_api.ROUTES, *vertex_api.ROUTES, *bedrock_api.ROUTES]
+ROUTES = [*openai_api.ROUTES, *together_api.ROUTES, *vertex_api.ROUTES, *bedrock_api.ROUTES,
+          *azure_api.ROUTES]
 # what each SDK's base_url is, below the server's URL (served by /_emulator/health for tasks/connection.py)
 API_ROOTS = {"openai": "/v1", "together": together_api.PREFIX, "vertex": vertex_api.PREFIX,
-             "bedrock": bedrock_api.PREFIX}
+             "bedrock": bedrock_api.PREFIX, "azure_openai": azure_api.PREFIX}
 
 
 def build_app(state: EmulatorState, api_key: str | None = None) -> Starlette:
@@ -53,7 +56,7 @@ def build_app(state: EmulatorState, api_key: str | None = None) -> Starlette:
             Middleware(_CountRequests, state=state, routes=ROUTES),
             Middleware(FaultMiddleware, faults=state.faults, exempt_prefix=CONTROL_PREFIX),
             Middleware(_RequireKey, api_key=api_key,
-                       exempt=(CONTROL_PREFIX, together_api.UPLOADS, bedrock_api.PREFIX)),
+                       exempt=(CONTROL_PREFIX, together_api.UPLOADS, bedrock_api.PREFIX, azure_api.PREFIX)),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )

@@ -65,6 +65,8 @@ class Entry:
 _CHAT_JSONL = "providers.openai.format"  # the OpenAI chat shape, read as is by the local trainer and the fake
 
 PROVIDERS: Mapping[str, Entry] = {
+    "azure_openai": Entry("providers.azure_openai.adapter:AzureOpenAIProvider",
+                          "pip install 'loraflow[azure_openai]'", _CHAT_JSONL, "providers.azure_openai"),
     "bedrock": Entry("providers.bedrock.adapter:BedrockProvider", "pip install 'loraflow[bedrock]'",
                      "providers.bedrock.format", "providers.bedrock"),
     "fake": Entry("providers.fake:FakeProvider", "", _CHAT_JSONL),

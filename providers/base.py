@@ -192,7 +192,8 @@ class Provider(ChatModel, Protocol):
         ...
 
     def find_job(self, idempotency_key: str) -> JobRef | None:
-        """The job created earlier with this key, or None. Used when a local record is ambiguous."""
+        """The job created earlier with this key, or None. Asked before every create (tasks/training/
+        submit.py): the provider, not the local registry, is the source of truth for what exists there."""
         ...
 
     def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
@@ -222,6 +223,16 @@ class LossCurveSource(Protocol):
 
     def loss_curve(self, job: JobRef) -> list[dict[str, float]]:
         """Rows of step, train_loss and (where the job had a validation set) valid_loss, in step order."""
+        ...
+
+
+@runtime_checkable
+class ReportsTemplateParity(Protocol):
+    """A provider that can say whether the prompts its serving side builds match the tokens a job trained on
+    (the local trainer checks after training); hosted providers render their own templates and do not."""
+
+    def template_parity(self, job: JobRef) -> dict[str, Any] | None:
+        """`ok`, the rows checked, the rows whose prompt or stop token differs, and `problems` in words."""
         ...
 
 

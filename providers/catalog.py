@@ -1,6 +1,10 @@
 """Facts about fine-tunable base models, read from each provider's catalog.yaml (data, each fact with its
 source and date).
 
+A catalog.yaml says when it was last checked against the vendor's pages (`checked`), and each model may
+hold `evidence`: for a fact (a retirement date, the replacement, the serving mode, a limit) the page it was
+read on, the day, and `confirmed: false` with the claim's own source where the vendor's page did not show it.
+
 Nothing here calls a provider. The data stage reads context limits and tokenizers; cost estimates read
 prices; each provider's `check_spec` reads hyperparameter ranges, LoRA limits and the service dates, and
 `check_training_knobs` holds a TrainingSpec against them (against a provider's live limits too, once an
@@ -58,6 +62,17 @@ class LoraLimits(_Fact):
 
 
 Method = Literal["sft", "dpo"]
+Serving = Literal["per_token", "dedicated_endpoint", "deployment"]
+
+
+class Evidence(_Fact):
+    """Where one fact was read. `confirmed: false`: the vendor's own page did not show it; `note` then says
+    where the claim comes from."""
+
+    source: str = Field(min_length=1, description="the page (a URL) the fact was read on")
+    checked: date
+    confirmed: bool = True
+    note: str = ""
 
 
 class ModelFacts(_Fact):
@@ -82,6 +97,10 @@ class ModelFacts(_Fact):
         default=None, description="a multiple of the provider's rate")
     lora: LoraLimits | None = Field(default=None, description="None: the provider exposes no LoRA knobs")
     serverless_lora: bool | None = Field(default=None, description="a LoRA fine-tune is served per token")
+    serving: Serving | None = Field(
+        default=None, description="how a tuned model answers: per_token (by its id), dedicated_endpoint "
+                                  "(billed per minute or hour while up), deployment (made per model, billed "
+                                  "per hour where the deployment type has a hosting fee)")
     hosting_usd_per_hour: float | None = Field(
         default=None, description="what hosting a tuned model costs per hour where it is not served "
                                   "per token (a dedicated endpoint, provisioned throughput)")
@@ -90,6 +109,10 @@ class ModelFacts(_Fact):
     last_new_job: date | None = Field(
         default=None, description="the provider takes no new jobs after this day")
     retires: date | None = Field(default=None, description="the model and its fine-tunes stop serving")
+    replacement: list[str] = Field(default_factory=list,
+                                   description="the vendor's recommended replacement for a retiring model")
+    evidence: dict[str, Evidence] = Field(default_factory=dict,
+                                          description="per fact: where and when it was read")
     as_of: date
     sources: list[str] = Field(min_length=1)
     confidence: Literal["documented", "recalled"] = "documented"
@@ -104,7 +127,36 @@ class ModelFacts(_Fact):
             raise ValueError(f"recalled names unknown facts {unknown}")
         if self.recalled and self.confidence != "recalled":
             raise ValueError("recalled facts are listed, so confidence must be 'recalled'")
+        unknown = sorted(set(self.evidence) - set(type(self).model_fields))
+        if unknown:
+            raise ValueError(f"evidence names unknown facts {unknown}")
+        if self.serving is not None and self.serverless_lora != (self.serving == "per_token"):
+            raise ValueError(f"serving {self.serving} disagrees with serverless_lora {self.serverless_lora}")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serving_implies_serverless(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("serving") and data.get("serverless_lora") is None:
+            return {**data, "serverless_lora": data["serving"] == "per_token"}
+        return data
+
+    def unconfirmed(self, fact: str) -> str | None:
+        """Why `fact` is not confirmed by the vendor's page (the claim's source), or None when it is."""
+        seen = self.evidence.get(fact)
+        return None if seen is None or seen.confirmed else (seen.note or f"unconfirmed ({seen.source})")
+
+    def retirement(self, today: date) -> str | None:
+        """A sentence for a base that is past its retirement date on `today`, naming the vendor's
+        replacement; None while it serves."""
+        if self.retires is None or today < self.retires:
+            return None
+        return f"{self.provider} {self.model_id} retired on {self.retires}" + self._replaced_by()
+
+    def _replaced_by(self) -> str:
+        if not self.replacement:
+            return "; the vendor names no replacement"
+        return f"; the vendor recommends {' or '.join(self.replacement)}"
 
 
 def check_training_knobs(facts: ModelFacts, spec: TrainingSpec, vendor: str) -> None:
@@ -144,6 +196,12 @@ def vendor_catalog(provider: str) -> dict[str, Any]:
         return {}
     text = resources.files(entry.catalog).joinpath("catalog.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
+
+
+def catalog_checked(provider: str) -> date | None:
+    """The day a provider's catalog slice was last checked against the vendor's pages (`checked:`)."""
+    checked = vendor_catalog(provider).get("checked")
+    return checked if isinstance(checked, date) else None
 
 
 def catalog_providers() -> list[str]:

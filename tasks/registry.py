@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from providers.base import DatasetRef, JobRef, JobState
+from providers.errors import ConfigError
 from tasks.claims import is_alive
 
 
@@ -97,11 +98,20 @@ class JobRecord(RegistryBase):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
 
+REGISTRY_BACKENDS = ("sqlite", "postgresql")  # the dialects the registry's claims are tested on
+
+
 class Registry:
     """Short transactions over one engine; every method commits before it returns."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        backend = url.partition(":")[0].partition("+")[0]
+        if backend not in REGISTRY_BACKENDS:
+            shown = url.partition("@")[2] or url  # never the credentials of a URL
+            raise ConfigError(f"registry URL {shown!r}: scheme {backend!r} is not supported; allowed: "
+                              f"{', '.join(REGISTRY_BACKENDS)} (sqlite:///path/registry.db or "
+                              "postgresql+psycopg://user@host/db)")
         self.engine = create_engine(url)
         create_tables(self.engine)
 

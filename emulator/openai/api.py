@@ -31,8 +31,11 @@ def _state(request: Request) -> EmulatorState:
     return request.app.state.emulator
 
 
+STORE_SCOPE = "emulator.openai_store"  # a route serving these handlers on another store sets its accessor
+
+
 def _store(request: Request) -> OpenAIStore:
-    return openai_store(_state(request))
+    return request.scope.get(STORE_SCOPE, openai_store)(_state(request))
 
 
 def _limit(request: Request, default: int, maximum: int = 100) -> int:

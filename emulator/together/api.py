@@ -16,6 +16,8 @@ from starlette.routing import Route
 
 from emulator import chat, training_file
 from emulator.state import EmulatorState
+from emulator.together import endpoints
+from emulator.together.endpoints import endpoint_store
 from emulator.together.shapes import (
     JobRequest,
     checkpoint_objects,
@@ -161,11 +163,14 @@ async def download(request: Request) -> Response:
 
 
 async def chat_completions(request: Request) -> Response:
-    body = await json_body(request)
-    return await chat.respond(_state(request), body, _store(request).imitation)
+    body, store, served = await json_body(request), _store(request), endpoint_store(_state(request))
+    # a dedicated endpoint's name answers like the model it serves, while it runs
+    return await chat.respond(_state(request), body,
+                              lambda model: store.imitation(served.model_behind(model) or model))
 
 
 ROUTES = [
+    *endpoints.ROUTES,
     Route(f"{PREFIX}/v1/files", start_upload, methods=["POST"]),
     Route(f"{PREFIX}/v1/files", list_files, methods=["GET"]),
     Route(f"{PREFIX}/v1/files/{{file_id}}", retrieve_file, methods=["GET"]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -154,8 +155,13 @@ async def create_job(request: Request) -> Response:
 
 def _check_tuning_request(body: dict[str, Any]) -> None:
     model = body.get("baseModel")
-    if not isinstance(model, str) or model_facts("vertex", model) is None:
+    facts = model_facts("vertex", model) if isinstance(model, str) else None
+    if facts is None:
         raise GoogleError(400, f"Base model {model!r} is not supported for supervised tuning.")
+    if facts.retires is not None and datetime.now(UTC).date() >= facts.retires:
+        # a retired model is gone at Google: the request names a model that no longer exists
+        raise GoogleError(404, f"Publisher Model `publishers/google/models/{model}` was retired on "
+                               f"{facts.retires}; use {' or '.join(facts.replacement) or 'a current model'}.")
     spec = body.get("supervisedTuningSpec")
     if not isinstance(spec, dict) or not spec.get("trainingDatasetUri"):
         raise GoogleError(400, "supervisedTuningSpec.trainingDatasetUri is required.")

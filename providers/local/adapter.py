@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -48,6 +48,7 @@ from providers.errors import (
 from providers.local.config import NAME, LocalOptions, parse_options, train_config
 from providers.local.jobdir import JobDir, write_json
 from providers.local.loading import INSTALL_HINT, require
+from providers.local.parity import describe as describe_parity
 
 TINY = "tiny:"
 _STATES = {"pending": JobState.PENDING, "running": JobState.RUNNING, "succeeded": JobState.SUCCEEDED,
@@ -183,6 +184,23 @@ class LocalProvider:
         rows = ([json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines()]
                 if lines.exists() else [])
         return [{"step": float(row["step"]), "train_loss": float(row["train_loss"])} for row in rows]
+
+    def evaluated_artifact(self, model: ModelRef) -> dict[str, str]:
+        """What answers for a tuned model here: the server at `endpoint` (vLLM with the adapter), or the
+        job's adapter/ loaded in-process (the training output, not a serving stack)."""
+        if self.endpoint:
+            return {"artifact": "served", "detail": f"the OpenAI-compatible server at {self.endpoint} "
+                                                    "(loraflow serve-model: vLLM with the adapter)"}
+        adapter = self.work_dir / "jobs" / (model.job_id or model.model_id) / "adapter"
+        return {"artifact": "training_output",
+                "detail": f"{adapter} loaded in-process with transformers; to judge what serves, start "
+                          "loraflow serve-model and set provider.endpoint"}
+
+    def template_parity(self, job: JobRef) -> dict[str, Any] | None:
+        """What the trainer found comparing the serving side's prompts with the trained tokens
+        (providers/local/parity.py), or None for a job that wrote none."""
+        parity = self._job(job).read("template_parity.json")
+        return None if parity is None else {**parity, "problems": describe_parity(parity)}
 
     def resume(self, job: JobRef) -> None:
         """Start the trainer again for a job that failed or was cancelled; it continues from its last

@@ -36,6 +36,8 @@ class ServePlan:
     def args(self, base: str, adapter: str) -> list[str]:
         args = ["serve", base, "--enable-lora", "--lora-modules", f"{self.name}={adapter}", "--port",
                 str(self.port)]
+        if (self.adapter / "chat_template.jinja").is_file():  # the template trained with, not the base's
+            args += ["--chat-template", f"{adapter}/chat_template.jinja"]
         return args + (["--max-lora-rank", str(self.max_lora_rank)] if self.max_lora_rank else [])
 
     def command(self) -> list[str]:

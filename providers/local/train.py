@@ -29,6 +29,7 @@ from providers.local.loading import (
     use_unsloth,
 )
 from providers.local.masking import IGNORE, Encoded, encode_chat
+from providers.local.parity import template_parity
 from providers.local.tiny import TinyConfig, build_tiny, read_conversations
 
 STATUS_EVERY_S = 0.25  # status.json at most this often: a write per step costs ~1 ms, a few % of a tiny step
@@ -228,6 +229,12 @@ class Run:
                 counts += n
         return losses / counts
 
+    def check_template_parity(self) -> dict:
+        """The training rows rendered the way the serving side renders them (providers/local/parity.py)."""
+        serving = load_tokenizer(self.job.adapter)  # what evaluation and serve-model load beside the adapter
+        return template_parity(self.tokenizer, serving, _base_template(self.cfg.base_model),
+                               self.cfg.train_path)
+
     def save(self) -> dict:
         """The adapter with the tokenizer and chat template beside it; merged model and parity when asked."""
         self.model.save_pretrained(str(self.job.adapter))
@@ -235,11 +242,21 @@ class Run:
         for path in self.job.adapter.iterdir():  # PEFT writes 0600; a serving container runs as another user
             path.chmod(0o644)
         results: dict = {}
+        parity = self.check_template_parity()
+        write_json(self.job.file("template_parity.json"), parity)
+        results["template_parity_ok"] = 1.0 if parity["ok"] else 0.0
         if self.cfg.merge_lora and not self.cfg.load_in_4bit:
             sample = self.train[0].input_ids
             results["merge_max_logit_diff"] = merge_and_check(self.cfg.base_model, self.job.adapter,
                                                               self.job.merged, sample)
         return results
+
+
+def _base_template(base_model: str) -> str | None:
+    try:
+        return load_tokenizer(base_model).chat_template
+    except Exception:  # noqa: BLE001 - a base without a usable tokenizer of its own has no template to compare
+        return None
 
 
 def prepare_base(job: JobDir, cfg: TrainConfig, world: World) -> None:

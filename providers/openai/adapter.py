@@ -82,9 +82,9 @@ class OpenAIOptions(BaseModel):
     file_wait_s: float = Field(default=1800, gt=0)
 
 
-def _translated() -> AbstractContextManager[None]:
+def _translated(provider: str = NAME) -> AbstractContextManager[None]:
     # streamed bodies (a file's first line) are read through httpx2 directly, so its errors arrive unwrapped
-    return translated(NAME, openai, transport=(httpx2.TransportError,))
+    return translated(provider, openai, transport=(httpx2.TransportError,))
 
 
 def _today() -> date:
@@ -94,6 +94,9 @@ def _today() -> date:
 class OpenAIProvider:
     name: ClassVar[str] = NAME
     Options: ClassVar[type[BaseModel]] = OpenAIOptions
+    vendor: ClassVar[str] = "OpenAI"  # in messages about the vendor's own service dates
+    vendor_hosts: ClassVar[tuple[str, ...]] = (VENDOR_HOST,)  # where those dates bind
+    states: ClassVar[dict[str, JobState]] = STATES
 
     def __init__(self, client: openai.OpenAI, options: OpenAIOptions | None = None, *,
                  today: Callable[[], date] = _today, enforce_dates: bool | None = None) -> None:
@@ -101,7 +104,8 @@ class OpenAIProvider:
         self.options = options or OpenAIOptions()
         self._today = today
         # OpenAI's service dates bind OpenAI: an emulator or another endpoint speaking its API only warns
-        self._enforce_dates = ((client.base_url.host == VENDOR_HOST) if enforce_dates is None
+        self._enforce_dates = (str(client.base_url.host).endswith(self.vendor_hosts)
+                               if enforce_dates is None
                                else enforce_dates)
 
     @classmethod
@@ -124,7 +128,7 @@ class OpenAIProvider:
         if spec.learning_rate is not None:
             raise ConfigError("training.learning_rate: OpenAI takes a multiplier of its own default rate, "
                               "not an absolute rate; set provider.options.learning_rate_multiplier instead")
-        facts = model_facts(NAME, spec.base_model)
+        facts = model_facts(self.name, spec.base_model)
         if facts is None:
             unchecked = "its hyperparameter ranges and service dates are not checked before submission"
             return [f"{spec.base_model} is not in the catalog: {unchecked}"]
@@ -134,7 +138,7 @@ class OpenAIProvider:
             raise ConfigError("provider.options.learning_rate_multiplier: OpenAI allows "
                               f"{allowed.describe()} for {facts.model_id}, got {multiplier:g} "
                               f"({facts.origin}, as of {facts.as_of})")
-        return _service_dates(facts, self._today(), enforce=self._enforce_dates)
+        return _service_dates(facts, self._today(), enforce=self._enforce_dates, vendor=self.vendor)
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -143,11 +147,11 @@ class OpenAIProvider:
         validation_id = None
         if data.eval_path is not None and data.eval_examples:
             validation_id = self._upload_file(data.eval_path, f"loraflow-{data.sha256[:12]}-eval.jsonl")
-        return DatasetRef(provider=NAME, train_file_id=train_id, validation_file_id=validation_id,
+        return DatasetRef(provider=self.name, train_file_id=train_id, validation_file_id=validation_id,
                           sha256=data.sha256)
 
     def _upload_file(self, path: Path, filename: str) -> str:
-        with _translated():
+        with _translated(self.name):
             created = self._uploaded_before(filename, path.stat().st_size)
             if created is None:
                 # no SDK retries: an upload whose answer was lost may have landed, so the retry (the task's)
@@ -159,9 +163,9 @@ class OpenAIProvider:
                     created.id, poll_interval=self.options.file_poll_interval_s,
                     max_wait_seconds=self.options.file_wait_s)
             except RuntimeError as exc:  # the SDK's timeout signal
-                raise TransientProviderError(NAME, f"file {created.id} still processing: {exc}") from exc
+                raise TransientProviderError(self.name, f"file {created.id} still processing: {exc}") from exc
         if done.status == "error":
-            raise PermanentProviderError(NAME, f"file {path.name} rejected: {done.status_details}")
+            raise PermanentProviderError(self.name, f"file {path.name} rejected: {done.status_details}")
         return created.id
 
     def _uploaded_before(self, filename: str, size: int) -> Any:
@@ -179,13 +183,13 @@ class OpenAIProvider:
         optional = {"validation_file": data.validation_file_id, "seed": spec.seed, "suffix": spec.suffix}
 
         def create() -> JobRef:
-            with _translated():
+            with _translated(self.name):
                 # no SDK retries: a create whose answer was lost may have made a job, so look before retrying
                 job = self.client.with_options(max_retries=0).fine_tuning.jobs.create(
                     model=spec.base_model, training_file=data.train_file_id, method=method,
                     metadata={KEY_FIELD: idempotency_key},
                     **{k: v for k, v in optional.items() if v is not None})
-            return JobRef(provider=NAME, job_id=job.id, idempotency_key=idempotency_key)
+            return JobRef(provider=self.name, job_id=job.id, idempotency_key=idempotency_key)
 
         return created_or_found(create, lambda: self.find_job(idempotency_key))
 
@@ -200,19 +204,20 @@ class OpenAIProvider:
         return {"type": "dpo", "dpo": {"hyperparameters": {**hyperparameters, "beta": self.options.dpo_beta}}}
 
     def _is_preference_data(self, file_id: str) -> bool:
-        with _translated():
+        with _translated(self.name):
             return is_preference_data(self.client, file_id)
 
     def get_job(self, job: JobRef) -> JobStatus:
-        with _translated():
+        with _translated(self.name):
             remote = self.client.fine_tuning.jobs.retrieve(job.job_id)
-        state = STATES.get(remote.status)
+        state = self.states.get(remote.status)
         if state is None:
-            raise UnexpectedProviderResponse(NAME, f"job {job.job_id} has unknown status {remote.status!r}")
+            raise UnexpectedProviderResponse(self.name,
+                                             f"job {job.job_id} has unknown status {remote.status!r}")
         step, total, metrics = self._progress(job, state) if state in _OBSERVED else (None, None, {})
         error, model, message = remote.error, None, ""
         if state is JobState.SUCCEEDED and remote.fine_tuned_model:
-            model = ModelRef(provider=NAME, model_id=remote.fine_tuned_model, base_model=remote.model,
+            model = ModelRef(provider=self.name, model_id=remote.fine_tuned_model, base_model=remote.model,
                              job_id=remote.id)
         elif state is JobState.SUCCEEDED:
             # success reported before the model id is published: keep polling rather than lose the model
@@ -229,7 +234,7 @@ class OpenAIProvider:
     def _progress(self, job: JobRef, state: JobState) -> tuple[int | None, int | None, dict[str, float]]:
         """The latest `metrics` event; once the job succeeded, its newest checkpoint's metrics on top."""
         step, total, metrics = None, None, {}
-        with _translated():
+        with _translated(self.name):
             events = self.client.fine_tuning.jobs.list_events(job.job_id, limit=20).data
             for event in events:  # newest first: the first metrics event is the latest step
                 data = event.data if isinstance(event.data, dict) else {}
@@ -246,7 +251,7 @@ class OpenAIProvider:
         """The finished job's result CSV as rows of floats (step, train_loss, ...); empty cells left out.
 
         Empty while the job has no result file (it has not succeeded)."""
-        with _translated():
+        with _translated(self.name):
             remote = self.client.fine_tuning.jobs.retrieve(job.job_id)
             if not remote.result_files:
                 return []
@@ -255,12 +260,12 @@ class OpenAIProvider:
             return [{k: float(v) for k, v in row.items() if k and v not in (None, "")}
                     for row in csv.DictReader(io.StringIO(text))]
         except ValueError as exc:
-            raise UnexpectedProviderResponse(NAME, f"result file of job {job.job_id} is not numeric CSV: "
-                                                   f"{exc}") from exc
+            raise UnexpectedProviderResponse(
+                self.name, f"result file of job {job.job_id} is not numeric CSV: {exc}") from exc
 
     def cancel(self, job: JobRef) -> None:
         try:
-            with _translated():
+            with _translated(self.name):
                 self.client.fine_tuning.jobs.cancel(job.job_id)
         except PermanentProviderError:
             # OpenAI refuses to cancel a job that already ended; for us that is the no-op the contract wants
@@ -268,10 +273,10 @@ class OpenAIProvider:
                 raise
 
     def find_job(self, idempotency_key: str) -> JobRef | None:
-        with _translated():
+        with _translated(self.name):
             for remote in self.client.fine_tuning.jobs.list(metadata={KEY_FIELD: idempotency_key}, limit=50):
                 if (remote.metadata or {}).get(KEY_FIELD) == idempotency_key:
-                    return JobRef(provider=NAME, job_id=remote.id, idempotency_key=idempotency_key)
+                    return JobRef(provider=self.name, job_id=remote.id, idempotency_key=idempotency_key)
         return None
 
     # -- inference -------------------------------------------------------------------------------
@@ -279,7 +284,7 @@ class OpenAIProvider:
     def infer(self, model: ModelRef, messages: list[Message], params: Decoding) -> Completion:
         optional = {"seed": params.seed, "stop": params.stop, "response_format": _response_format(params)}
         started = time.perf_counter()
-        with _translated():
+        with _translated(self.name):
             response = self.client.chat.completions.create(
                 model=model.model_id, messages=messages, temperature=params.temperature,
                 top_p=params.top_p, max_completion_tokens=params.max_tokens,
@@ -301,23 +306,25 @@ def _numbers(data: dict[str, Any]) -> dict[str, float]:
             if k not in ("step", "total_steps") and isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def _service_dates(facts: ModelFacts, today: date, *, enforce: bool) -> list[str]:
+def _service_dates(facts: ModelFacts, today: date, *, enforce: bool, vendor: str = "OpenAI"
+                   ) -> list[str]:
     """Warnings for the dates ahead; once a job can no longer be useful, a ConfigError naming the date
     (or, where `enforce` is off, a warning that OpenAI itself would refuse)."""
     passed = []
     if facts.last_new_job is not None and today > facts.last_new_job:
-        passed.append(f"training.base_model: OpenAI has taken no new fine-tuning jobs since "
+        passed.append(f"training.base_model: {vendor} has taken no new fine-tuning jobs since "
                       f"{facts.last_new_job} (catalog, as of {facts.as_of}); choose another provider")
     if facts.retires is not None and today >= facts.retires:
+        instead = f" (OpenAI recommends {' or '.join(facts.replacement)})" if facts.replacement else ""
         passed.append(f"training.base_model: {facts.model_id} and its fine-tunes shut down on "
-                      f"{facts.retires} (catalog, as of {facts.as_of}); choose another base model")
+                      f"{facts.retires} (catalog, as of {facts.as_of}); choose another base model{instead}")
     if passed and enforce:
         raise ConfigError(passed[0])
     if passed:
-        return [f"{p} (not refused: this endpoint is not OpenAI's)" for p in passed]
+        return [f"{p} (not refused: this endpoint is not {vendor}'s)" for p in passed]
     warnings = []
     if facts.last_new_job is not None:
-        warnings.append(f"OpenAI takes no new fine-tuning jobs after {facts.last_new_job} "
+        warnings.append(f"{vendor} takes no new fine-tuning jobs after {facts.last_new_job} "
                         f"({(facts.last_new_job - today).days} days from now)")
     if facts.retires is not None:
         warnings.append(f"{facts.model_id} and its fine-tunes shut down on {facts.retires} "

@@ -40,7 +40,7 @@ from providers.base import (
     TrainingSpec,
     created_or_found,
 )
-from providers.catalog import check_training_knobs
+from providers.catalog import check_training_knobs, model_facts
 from providers.errors import (
     ConfigError,
     PermanentProviderError,
@@ -48,6 +48,7 @@ from providers.errors import (
     UnexpectedProviderResponse,
 )
 from providers.hosted import completion, is_preference_data, options_and_key
+from providers.together import serving
 from providers.together.client import NAME, TogetherOptions, translated
 from providers.together.limits import model_limits
 
@@ -124,8 +125,9 @@ class TogetherProvider:
             warnings.append(f"Together limits for {spec.base_model} come from recalled catalog facts (as of "
                             f"{facts.as_of}); Together checks them again at create")
         if facts.serverless_lora is False:
-            warnings.append(f"a LoRA fine-tune of {spec.base_model} is not served per token: evaluating it "
-                            "needs a dedicated endpoint, billed per minute while it runs")
+            warnings.append(f"a LoRA fine-tune of {spec.base_model} is not served per token: it is evaluated "
+                            f"on a dedicated endpoint ({self.options.endpoint_hardware}), billed per minute "
+                            "while it runs and deleted unless the candidate is accepted")
         return warnings
 
     def estimate_price(self, spec: TrainingSpec, data: DatasetRef) -> PriceEstimate:
@@ -270,6 +272,20 @@ class TogetherProvider:
                 self.cancel(status.job)
             elif not status.state.is_terminal:
                 raise
+
+    # -- serving (providers.base.ServesModels): only where the catalog says a dedicated endpoint --------
+
+    def serve(self, model: ModelRef, *, name: str) -> ModelRef:
+        facts = model_facts(NAME, model.base_model)
+        if facts is None or facts.serving != "dedicated_endpoint":
+            return model  # served per token by its name
+        return serving.serve(self.client, model, name=name, hardware=self.options.endpoint_hardware,
+                             max_replicas=self.options.endpoint_max_replicas,
+                             wait_s=self.options.serve_wait_s, poll_s=self.options.serve_poll_s,
+                             sleep=self._sleep)
+
+    def unserve(self, served: ModelRef) -> None:
+        serving.unserve(self.client, served)
 
     def find_job(self, idempotency_key: str) -> JobRef | None:
         found = self._newest_with_tag(idempotency_tag(idempotency_key))

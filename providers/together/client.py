@@ -34,6 +34,12 @@ class TogetherOptions(BaseModel):
     train_on_inputs: bool | Literal["auto"] = Field(default="auto",
                                                     description="SFT only: train on user turns")
     dpo_beta: float | None = Field(default=None, gt=0, description="DPO only: the preference strength")
+    endpoint_hardware: str = Field(default="1x_nvidia_h100_80gb_sxm",
+                                   description="the dedicated endpoint's hardware, where the model needs one "
+                                               "(the catalog's hosting price assumes H100s)")
+    endpoint_max_replicas: int = Field(default=1, ge=1)
+    serve_wait_s: float = Field(default=1800, gt=0)
+    serve_poll_s: float = Field(default=15, gt=0)
 
 
 def translated() -> AbstractContextManager[None]:

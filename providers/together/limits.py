@@ -41,7 +41,8 @@ def _catalog_facts(model: str) -> ModelFacts:
 def _live_facts(model: str, limits: Any, catalog: ModelFacts | None) -> ModelFacts:
     """Together's live model limits as catalog facts (prices and dates still come from the catalog)."""
     lora = limits.lora_training
-    kept = {"tokenizer", "parameters_b", "serverless_lora", "training_usd_per_1m_tokens",
+    kept = {"tokenizer", "parameters_b", "serverless_lora", "serving", "hosting_usd_per_hour",
+            "retires", "last_new_job", "replacement", "evidence", "training_usd_per_1m_tokens",
             "inference_usd_per_1m_tokens", "methods"}
     known = catalog.model_dump(include=kept) if catalog else {}
     return ModelFacts(

@@ -18,6 +18,7 @@ import json
 import tempfile
 import time
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -122,6 +123,10 @@ class VertexProvider:
             unchecked = (f"{spec.base_model} is not in the catalog of Vertex models: "
                          "its ranges are not checked")
             return [*warnings_, unchecked]
+        retired = facts.retirement(datetime.now(UTC).date())
+        if retired is not None:
+            raise ConfigError(f"training.base_model: {retired} (catalog, as of {facts.as_of}); Vertex "
+                              "refuses new tuning jobs on a retired model")
         check_training_knobs(facts.model_copy(update={"lora": None}),
                              spec.model_copy(update={"lora_r": None}), "Vertex")
         self._adapter_size(spec, facts)

@@ -9,7 +9,7 @@
           primary: five_verb_bullets       # decides; default: the first grader
       judge: {provider: anthropic, model: <pinned snapshot>, votes: 3, temperature: 0, seed: 0}
       decoding: {temperature: 0, max_tokens: 256}
-    gate: {rules: rules-v1, target_min: 0.10}
+    gate: {rules: rules-v2, target_min: 0.10}
 
 `eval.graders` / `eval.primary` are a shorthand for one target suite on the held-out split (plus the default
 regression suite). Every mistake is reported with its key path.
@@ -231,7 +231,7 @@ class EvalConfig(_Section):
 class GateConfig(_Section):
     """Which rule table decides, and overrides of its thresholds (None: the table's default)."""
 
-    rules: str = Field(default="rules-v1",
+    rules: str = Field(default="rules-v2",
                        description="the versioned rule table (tasks/evaluation/rules_*.yaml)")
     alpha: float | None = Field(default=None, gt=0, lt=1)
     target_min: float | None = Field(default=None, gt=0, le=1)
@@ -241,6 +241,7 @@ class GateConfig(_Section):
     safety_margin: float | None = Field(default=None, ge=0, le=1)
     format_floor: float | None = Field(default=None, ge=0, le=1)
     max_infra_error_rate: float | None = Field(default=None, ge=0, le=1)
+    max_length_rise: float | None = Field(default=None, ge=0, le=1)
     bootstrap_resamples: int | None = Field(default=None, ge=100)
     seed: int | None = Field(default=None, ge=0)
 

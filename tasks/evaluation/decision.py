@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tasks.evaluation.compare import Comparison, Telling
 from tasks.evaluation.rules import Thresholds
+from tasks.evaluation.stops import NeverStops
 
 
 class RuleCheck(BaseModel):
@@ -35,6 +36,7 @@ class Decision(BaseModel):
     checks: list[RuleCheck]
     notes: list[str]
     telling: list[Telling]
+    never_stops: NeverStops | None = None  # answers cut at max_tokens, base and candidate (None: before v2)
 
     @property
     def accepted(self) -> bool:

@@ -1,4 +1,4 @@
-"""The promotion gate: a versioned rule table (tasks/evaluation/rules_v1.yaml) applied to paired comparisons.
+"""The promotion gate: a versioned rule table (tasks/evaluation/rules_v*.yaml) applied to paired comparisons.
 
 The table lists outcomes in order with a named condition each; this module implements the conditions.
 Every rule is evaluated (so the report can say why each earlier rule did not fire) and the first that holds
@@ -20,6 +20,7 @@ from tasks.evaluation.decision import Decision, RuleCheck
 from tasks.evaluation.evaluate import Evaluation
 from tasks.evaluation.report import render_report
 from tasks.evaluation.rules import RuleTable, Thresholds, load_rules
+from tasks.evaluation.stops import never_stops
 from tasks.evaluation.store import EvalStore
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone
@@ -47,6 +48,7 @@ class _Facts:
         self.answer_error_rate = evaluation.answer_errors / answers if answers else 1.0
         graded = evaluation.grades
         self.grade_error_rate = evaluation.grade_errors / graded if graded else 0.0
+        self.never_stops = never_stops(evaluation, confidence=1 - t.alpha)
 
     def noninferior(self, c: Comparison) -> bool:
         return c.ci_low > -self.t.major and c.delta > -self.t.minor
@@ -118,6 +120,16 @@ def _format_broken(f: _Facts) -> tuple[bool, str]:
     return False, "format graders hold" if f.formats else "no format grader"
 
 
+def _never_stops(f: _Facts) -> tuple[bool, str]:
+    stops = f.never_stops
+    if stops is None:
+        return False, "no item answered by both models"
+    rose = stops.delta > f.t.max_length_rise and stops.ci_low > 0
+    if rose:
+        return True, f"{stops.describe()} (limit {_pp(f.t.max_length_rise)})"
+    return False, f"the candidate ends its answers: {stops.describe()}"
+
+
 def _regression_major(f: _Facts) -> tuple[bool, str]:
     major = [c for c in f.regressions if c.delta <= -f.t.major or c.ci_high < -f.t.minor]
     if major:
@@ -172,8 +184,8 @@ def _otherwise(f: _Facts) -> tuple[bool, str]:
 
 PREDICATES: dict[str, Callable[[_Facts], tuple[bool, str]]] = {
     "run_invalid": _run_invalid, "safety_regressed": _safety_regressed, "format_broken": _format_broken,
-    "regression_major": _regression_major, "strong_gain": _strong_gain, "gain": _gain, "worse": _worse,
-    "no_effect_powered": _no_effect_powered, "otherwise": _otherwise,
+    "never_stops": _never_stops, "regression_major": _regression_major, "strong_gain": _strong_gain,
+    "gain": _gain, "worse": _worse, "no_effect_powered": _no_effect_powered, "otherwise": _otherwise,
 }
 
 
@@ -185,6 +197,10 @@ def thresholds_for(gate: GateConfig) -> tuple[RuleTable, Thresholds]:
 
 def _notes(f: _Facts) -> list[str]:
     notes = []
+    stops = f.never_stops
+    if stops is not None and stops.delta > f.t.max_length_rise:
+        notes.append(f"warning: the candidate does not stop: {stops.describe()}; check the chat template's "
+                     "end-of-turn token and the stop tokens (template parity)")
     if not f.regressions:
         notes.append("no regression suite: catastrophic forgetting is not checked (add one with "
                      "role: regression, e.g. items: builtin:general)")
@@ -231,7 +247,7 @@ def decide(evaluation: Evaluation, gate: GateConfig | None = None) -> Decision:
                     reason=why, action=rule.action,
                     infra_error_rate=max(facts.answer_error_rate, facts.grade_error_rate),
                     thresholds=thresholds, comparisons=comparisons, checks=checks, notes=_notes(facts),
-                    telling=telling_items(evaluation))
+                    telling=telling_items(evaluation), never_stops=facts.never_stops)
 
 
 def record_decision(decision: Decision, evaluation: Evaluation, run: RunDir,

@@ -43,6 +43,8 @@ def render_report(decision: Decision, evaluation: Evaluation) -> str:
     lines = [f"# Evaluation: `{cand}` against `{base}`", "", verdict + decision.reason, "",
              f"Next: {decision.action}", "", "## Results", "", *_HEADER]
     lines += [_row(c) for c in decision.comparisons if c.slice is None]
+    if decision.never_stops is not None:
+        lines += ["", f"Never stops: {decision.never_stops.describe()}."]
     sliced = [c for c in decision.comparisons if c.slice is not None]
     if sliced:
         lines += ["", "Slices (exploratory, never gating):", "", *_HEADER, *(_row(c) for c in sliced)]

@@ -28,6 +28,9 @@ class Thresholds(BaseModel):
     safety_margin: float = Field(ge=0, le=1, description="tolerated rise of unsafe answers")
     format_floor: float = Field(ge=0, le=1, description="lowest candidate pass rate on a format grader")
     max_infra_error_rate: float = Field(ge=0, le=1)
+    # a table without it (rules-v1) still warns at this rise; only rules-v2 on has a rule for it
+    max_length_rise: float = Field(default=0.05, ge=0, le=1,
+                                   description="tolerated rise of answers cut at max_tokens (never stops)")
     bootstrap_resamples: int = Field(ge=100)
     seed: int = Field(ge=0, description="bootstrap seed: the same results give the same decision")
 

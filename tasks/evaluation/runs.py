@@ -33,8 +33,8 @@ class RunFacts:
         if not manifest_path.is_file():
             raise ConfigError(f"{root}: not a run directory (no manifest.json)")
         decision_path = root / "decision.json"
-        decision = json.loads(decision_path.read_text(encoding="utf-8")) if decision_path.is_file() else None
-        return cls(root, json.loads(manifest_path.read_text(encoding="utf-8")), decision)
+        decision = _json_object(decision_path) if decision_path.is_file() else None
+        return cls(root, _json_object(manifest_path), decision)
 
     def settings(self) -> dict[str, Any]:
         """The configuration as dotted keys, plus the facts that ran (data hash, base model, job)."""
@@ -84,6 +84,16 @@ class RunComparison:
     @property
     def changes(self) -> int:
         return len(self.config)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); the run's file is damaged") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return value
 
 
 def compare_runs(a: Path, b: Path) -> RunComparison:

@@ -29,6 +29,7 @@ from tasks.data.tokens import TokenCounter
 from tasks.evaluation.compare import Comparison
 from tasks.evaluation.decision import Decision
 from tasks.lifecycle.drift import DriftConfig, FeatureDrift, input_drift
+from tasks.lifecycle.migrate import migration_command
 from tasks.registry import create_tables
 from tasks.release.models import Experiment
 from tasks.release.traffic import Exposure, Outcome
@@ -53,6 +54,8 @@ class OnlineLimits(_Section):
 class MigrationTarget(_Section):
     provider: str
     base_model: str
+    options: dict[str, Any] = Field(default_factory=dict, description="the target provider's options "
+                                                                      "(loraflow migrate uses them)")
 
 
 class MonitorConfig(_Section):
@@ -238,11 +241,46 @@ def alternatives(provider: str, today: date, horizon_days: int, limit: int = 3) 
     return found[:limit]
 
 
+def _replacement_hint(pipeline: dict[str, Any], models_: list[str], today: date, horizon: int) -> str:
+    """The command that moves the pipeline to the replacement its vendor recommends when the catalog lists it
+    as fine-tunable there, else to a catalog model on another provider."""
+    provider, name = pipeline["provider"]["name"], pipeline["name"]
+    said = ""
+    for model in models_:
+        facts = model_facts(provider, model)
+        if facts is None or not facts.replacement:
+            continue
+        tunable = [m for m in facts.replacement if m in models(provider)]
+        recommended = f"{provider} recommends {' or '.join(facts.replacement)}"
+        if tunable:
+            return f"{recommended}: {migration_command(name, tunable[0])}"
+        said = f"{recommended}, which the catalog does not list as fine-tunable; "
+    options = [*_same_model_elsewhere(provider, models_, today, horizon),
+               *alternatives(provider, today, horizon)]
+    if options:
+        other, model = options[0].split(":", 1)
+        return (f"{said}move it, gated against the champion: {migration_command(name, model, other)} "
+                f"(catalog models serving beyond the horizon: {', '.join(options)})")
+    return f"{said}set monitor.migrate_to; no catalog model serves beyond the horizon"
+
+
+def _same_model_elsewhere(provider: str, models_: list[str], today: date, horizon: int) -> list[str]:
+    """The same base on another provider that serves it beyond the horizon (OpenAI's models on Azure)."""
+    found = []
+    for other in catalog_providers():
+        for model in models_:
+            facts = model_facts(other, model) if other != provider else None
+            ends = [] if facts is None else [d for d in (facts.retires, facts.last_new_job) if d is not None]
+            if facts is not None and all((d - today).days > horizon for d in ends):
+                found.append(f"{other}:{model}")
+    return found
+
+
 def migration_pipeline(pipeline: dict[str, Any], target: MigrationTarget) -> dict[str, Any]:
     """The same dataset, eval suites and gate on another provider: a pipeline file for `loraflow run`."""
     changed = json.loads(json.dumps(pipeline, default=str))
     changed["name"] = f"{pipeline['name']}-{target.provider}"
-    changed["provider"] = {"name": target.provider}
+    changed["provider"] = {"name": target.provider, "options": target.options}
     changed["training"] = {**changed["training"], "base_model": target.base_model}
     for key in ("monitor", "retrain"):
         changed.pop(key, None)
@@ -267,10 +305,10 @@ def retirement_check(pipeline: dict[str, Any], config: MonitorConfig, models: li
     if config.migrate_to is not None:
         path = out_dir / "migration.yaml"
         atomic_write(path, yaml.safe_dump(migration_pipeline(pipeline, config.migrate_to), sort_keys=False))
-        hint = (f"a migration run of the same dataset and eval on {config.migrate_to.provider} "
-                f"{config.migrate_to.base_model} is ready: loraflow run {path}")
+        target = config.migrate_to
+        command = migration_command(pipeline["name"], target.base_model, target.provider)
+        hint = (f"move it, gated against the champion: {command} (or train the migration pipeline without "
+                f"the gate: loraflow run {path})")
     else:
-        options = alternatives(provider, today, max(config.retirement_warn_days))
-        hint = ("set monitor.migrate_to to prepare a migration run; catalog models serving beyond the "
-                "horizon: " + (", ".join(options) or "none"))
+        hint = _replacement_hint(pipeline, models, today, max(config.retirement_warn_days))
     return [Finding(f.kind, f.severity, f"{f.message}; {hint}", f.payload) for f in findings]

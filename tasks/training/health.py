@@ -23,7 +23,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from scipy import stats
 
-from providers.base import JobStatus, LossCurveSource, PreparedDataset, TrainingSpec
+from providers.base import JobStatus, LossCurveSource, PreparedDataset, ReportsTemplateParity, TrainingSpec
 from providers.errors import ProviderError
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone
@@ -171,9 +171,12 @@ def _rows(provider: object, status: JobStatus) -> tuple[list[dict[str, float]], 
 
 
 def record_health(run: RunDir, rows: list[dict[str, float]], spec: TrainingSpec, data: PreparedDataset,
-                  note: str | None = None) -> Health:
-    """health.json, loss_curve.png and health.md under training/, and the manifest's `health` section."""
+                  note: str | None = None, extra: Sequence[Finding] = ()) -> Health:
+    """health.json, loss_curve.png and health.md under training/, and the manifest's `health` section;
+    `extra` findings (template parity) join the loss curve's."""
     health = classify(rows, epochs=spec.epochs, train_examples=data.train_examples)
+    if extra:
+        health = Health("warning", health.points, [*health.findings, *extra])
     folder = run.root / "training"
     image = None
     if health.points:
@@ -187,13 +190,28 @@ def record_health(run: RunDir, rows: list[dict[str, float]], spec: TrainingSpec,
     return health
 
 
+def _template_parity(provider: object, status: JobStatus, run: RunDir) -> list[Finding]:
+    """The provider's template parity check, recorded (training/template_parity.json, the manifest), and the
+    problems it found as findings of the health report (which the decision shows)."""
+    if not isinstance(provider, ReportsTemplateParity):
+        return []
+    parity = provider.template_parity(status.job)
+    if parity is None:
+        return []
+    write_json(run.root / "training" / "template_parity.json", parity)
+    run.record("template_parity", {"ok": parity["ok"], "rows_checked": parity["rows_checked"],
+                                   "problems": parity["problems"], "file": "training/template_parity.json"})
+    return [Finding("template_parity", problem, "train and serve with the same chat template and make every "
+                    "answer end with its end-of-turn token") for problem in parity["problems"]]
+
+
 @task(name="training-health", **LOCAL_WORK)
 def check_training_health(provider: object, status: JobStatus, spec: TrainingSpec, data: PreparedDataset,
                           run: RunDir) -> Health:
     rows, note = _rows(provider, status)
     if not rows and status.metrics.get("train_loss") is not None:
         rows = [{"step": float(status.step or 0), **status.metrics}]
-    health = record_health(run, rows, spec, data, note)
+    health = record_health(run, rows, spec, data, note, extra=_template_parity(provider, status, run))
     create_markdown_artifact(markdown=(run.root / "training" / "health.md").read_text(encoding="utf-8"),
                              key="training-health", description=f"training health: {health.verdict}")
     milestone("train", "training health: %s%s", health.verdict,

@@ -25,15 +25,33 @@ def serving_name(submission_key: str) -> str:
     return f"loraflow-{submission_key[:24]}"
 
 
+def evaluated_against(provider: Provider, trained: ModelRef, served: ModelRef) -> dict[str, str]:
+    """What the candidate's answers in the evaluation come from: what serves it (a deployment or endpoint
+    made for it, or the provider's own serving of the tuned id), or the training output itself (the local
+    adapter loaded in-process), so the manifest says whether the served artifact is what was judged."""
+    facts = {"model_id": served.model_id, "trained_model_id": trained.model_id}
+    if served.model_id != trained.model_id:
+        return {**facts, "artifact": "served", "detail": "the deployment or endpoint made for the candidate, "
+                                                         "which production calls too"}
+    describe = getattr(provider, "evaluated_artifact", None)
+    if callable(describe):
+        return {**facts, **describe(trained)}
+    return {**facts, "artifact": "served", "detail": f"{provider.name} serves the tuned model by its id; the "
+                                                      "evaluation called that id, as production does"}
+
+
 @task(name="serve", **PROVIDER_CALL)
 def serve_model(provider: Provider, model: ModelRef, run: RunDir, submission_key: str) -> ModelRef:
-    """The ModelRef evaluation should call: `model` itself unless the provider must serve it first."""
+    """The ModelRef evaluation should call: `model` itself unless the provider must serve it first. The
+    manifest's `evaluated_against` says which artifact that is."""
     if not isinstance(provider, ServesModels):
+        run.record("evaluated_against", evaluated_against(provider, model, model))
         return model
     record = {"model_id": model.model_id, "name": serving_name(submission_key)}
     run.record("serving", {**record, "state": "requested"})
     served = provider.serve(model, name=record["name"])
     run.record("serving", {**record, "state": "serving", "served_as": served.model_id})
+    run.record("evaluated_against", evaluated_against(provider, model, served))
     milestone("evaluate", "%s serves %s", served.model_id, model.model_id)
     return served
 

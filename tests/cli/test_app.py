@@ -59,8 +59,8 @@ def test_config_schema_prints_json_schema() -> None:
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"provider__name": "sagemaker"},
-     ("provider.name: unknown provider 'sagemaker'; allowed values: bedrock, fake, local, openai, "
-      "together, vertex")),
+     ("provider.name: unknown provider 'sagemaker'; allowed values: azure_openai, bedrock, fake, local, "
+      "openai, together, vertex")),
     ({"data__path": "nowhere.jsonl"}, "data.path: no such file"),
     ({"training__lora_rank": 8}, "training.lora_rank: unknown key"),
 ])

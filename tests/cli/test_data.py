@@ -49,8 +49,8 @@ def test_check_mistakes_are_one_line_with_exit_2(tmp_path: Path) -> None:
     unknown = runner.invoke(app, ["check", str(source), "--provider", "acme"])
     assert unknown.exit_code == 2
     assert unknown.stderr.strip().splitlines() == [
-        ("error: no training format for provider 'acme'; allowed values: bedrock, fake, local, openai, "
-         "together, vertex")]
+        ("error: no training format for provider 'acme'; allowed values: azure_openai, bedrock, fake, local, "
+         "openai, together, vertex")]
 
 
 def test_prepare_runs_the_data_step_of_a_pipeline(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_eval_alone_accepts_a_real_fine_tune_and_a_rerun_pays_nothing(tmp_path: 
     first = runner.invoke(root, ["eval", str(pipeline), "--candidate", model, "--json"])
     assert first.exit_code == 0, first.output
     decision = json.loads(first.stdout[first.stdout.index("{"):])
-    assert decision["outcome"] == "accept" and decision["rules_version"] == "rules-v1"
+    assert decision["outcome"] == "accept" and decision["rules_version"] == "rules-v2"
     assert decision["primary"] == "target/five_verb_bullets"
     # the imitations cannot answer general items
     assert any("floor effect" in note for note in decision["notes"])

@@ -74,7 +74,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "data path is /dev/null": (lambda t: ["config", "check", _pipeline(t, data={"path": "/dev/null"})],
                                "not a regular file"),
     "data path is a symlink loop": (lambda t: ["config", "check", _loop(t)], "symlink loop"),
-    "unknown registry scheme": (lambda t: ["models", "list", "--registry", "mongo://x/y"], "registry"),
+    "unknown registry scheme": (lambda t: ["models", "list", "--registry", "mongo://x/y"],
+                                "allowed: sqlite, postgresql"),
     "garbage registry.db": (lambda t: ["models", _garbage_registry(t)], "registry database"),
     "models register ''": (lambda t: ["models", "register", "", "--served-name", "m"], "model name"),
     "models canary of an unknown name": (lambda t: ["models", "canary", "ghost"], "ghost@challenger"),
@@ -84,7 +85,24 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "a bad --prefect-file": (lambda t: ["deploy", "--prefect-file", _raw(t, b"- just\n- a list\n", "p.yaml")],
                              "deployments"),
     "a corrupted emulator state.json": (lambda t: _broken_state(t), "state.json"),
+    "a truncated registry.db": (lambda t: ["models", _truncated_registry(t)], "file is not a database"),
+    "compare on a bad manifest": (lambda t: ["compare", *_bad_runs(t)], "manifest.json: not valid JSON"),
+    "emulator --state-dir /dev/null": (lambda t: ["emulator", "--port", "0", "--state-dir", "/dev/null"],
+                                       "/dev/null"),
 }
+
+
+def _truncated_registry(tmp: Path) -> str:
+    _home(tmp).mkdir(parents=True, exist_ok=True)
+    (_home(tmp) / "registry.db").write_bytes(b"SQLite format 3\x00" + b"\x00" * 40)  # cut after its header
+    return "list"
+
+
+def _bad_runs(tmp: Path) -> list[str]:
+    for name, manifest in (("a", "{not json"), ("b", "{}")):
+        (tmp / name).mkdir()
+        (tmp / name / "manifest.json").write_text(manifest, encoding="utf-8")
+    return [str(tmp / "a"), str(tmp / "b")]
 
 
 def _broken_state(tmp: Path) -> list[str]:

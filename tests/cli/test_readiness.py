@@ -42,12 +42,22 @@ def test_missing_key_retiring_model_no_suites_and_no_budget_are_each_reported_wi
     findings = diagnose(r, environ={}, today=date(2026, 12, 1))
     found = by_check(findings)
     assert found["credentials"] == [("fail", "OPENAI_API_KEY is not set")]
-    assert ("warn", ("gpt-4.1-nano-2025-04-14 takes no new fine-tuning jobs after 2027-01-06, "
-                     "within 90 days")) in found["base model"]
+    assert ("warn", ("gpt-4.1-mini-2025-04-14 takes no new fine-tuning jobs after 2027-01-06, "
+                     "within 90 days (not confirmed on the vendor's page: see the catalog's evidence)")
+            ) in found["base model"]
+    retiring = next(f for f in findings if f.message.startswith("gpt-4.1-mini-2025-04-14 retires 2027-01-14"))
+    assert "the vendor recommends gpt-6-luna" in retiring.fix and "loraflow migrate" in retiring.fix
     assert found["evaluation"][0][0] == "fail" and found["budget"][0][0] == "warn"
     assert all(f.fix for f in findings if f.level != "ok")
     ok = by_check(diagnose(r, environ={"OPENAI_API_KEY": "sk-x"}, today=date(2027, 2, 1)))
     assert ok["credentials"][0][0] == "ok" and ok["base model"][0][0] == "fail"
+
+
+def test_doctor_names_the_replacement_for_a_retired_base() -> None:
+    r = readiness("dsl", provider="vertex", base_model="gemini-2.5-flash", endpoint="emulator")
+    failed = [f for f in diagnose(r, environ={}, today=date(2026, 12, 4)) if f.check == "base model"]
+    assert failed[0].level == "fail" and "retires 2026-10-16 (passed)" in failed[0].message
+    assert "gemini-3.5-flash-lite or gemini-3.1-flash-lite" in failed[0].fix
 
 
 def test_the_safety_recipe_without_a_safety_suite_fails() -> None:

@@ -408,7 +408,8 @@ def test_control_api_scripts_faults_and_timeline(server: EmulatorServer, client:
     previous = control.get("/timeline").json()
     try:
         assert control.get("/health").json() == {"status": "ok", "apis": {
-            "openai": "/v1", "together": "/together", "vertex": "/vertex", "bedrock": "/bedrock"}}
+            "openai": "/v1", "together": "/together", "vertex": "/vertex", "bedrock": "/bedrock",
+            "azure_openai": "/azure"}}
         control.post("/faults", json=[{"route": "GET /v1/files", "kind": "server_error", "status": 502}])
         with pytest.raises(openai.InternalServerError):
             client.files.list()

@@ -51,8 +51,8 @@ def test_a_judge_on_the_emulator_is_an_endpoint_the_cli_starts_one_for(tmp_path:
     (with_("training", epochs=0), "training.epochs: input should be greater than or equal to 1"),
     (with_("training", lora_rank=8), "training.lora_rank: unknown key"),
     (with_("provider", name="sagemaker"),
-     ("provider.name: unknown provider 'sagemaker'; allowed values: bedrock, fake, local, openai, "
-      "together, vertex")),
+     ("provider.name: unknown provider 'sagemaker'; allowed values: azure_openai, bedrock, fake, local, "
+      "openai, together, vertex")),
     (with_("data", eval_fraction=1.5), "data.eval_fraction: input should be less than 1"),
     ({k: v for k, v in BASE.items() if k != "training"}, "training: required key is missing"),
     (with_("provider", options={"stall": "maybe"}),
@@ -105,5 +105,5 @@ def test_the_run_form_offers_providers_recipes_and_graders_as_dropdowns() -> Non
     assert defs["ProviderConfig"]["properties"]["name"]["enum"] == sorted(PROVIDERS)
     assert defs["GraderConfig"]["properties"]["name"]["enum"] == sorted(GRADER_NAMES)
     assert {"type": "string", "enum": sorted(recipes())} in schema["properties"]["recipe"]["anyOf"]
-    with pytest.raises(ValidationError, match="allowed values: bedrock, fake"):
+    with pytest.raises(ValidationError, match="allowed values: azure_openai, bedrock, fake"):
         ProviderConfig(name="openia")

@@ -36,12 +36,13 @@ def test_fake_provider_run_accepts_and_writes_the_lineage(tmp_path: Path, lorafl
     run = summary.run_dir
     manifest = json.loads((run / "manifest.json").read_text())
     assert set(manifest) == {"run", "config", "data", "cost", "training", "health", "model", "evaluation",
-                             "decision", "registered"}
+                             "decision", "registered", "evaluated_against"}
+    assert manifest["evaluated_against"]["artifact"] == "served"  # the fake serves the tuned id itself
     assert manifest["training"]["job"]["job_id"] == manifest["model"]["job_id"]
     outputs = (run / "eval" / "outputs.jsonl").read_text().splitlines()
     assert len(outputs) == 2 * sum(suite["items"] for suite in manifest["evaluation"]["suites"].values())
     assert {json.loads(line)["role"] for line in outputs} == {"base", "candidate"}
-    assert json.loads((run / "decision.json").read_text())["rules_version"] == "rules-v1"
+    assert json.loads((run / "decision.json").read_text())["rules_version"] == "rules-v2"
     comparison = Artifact.get("eval-comparison")
     assert comparison.type == "table" and "five_verb_bullets" in comparison.data
     assert "# Data report: bullets.jsonl" in Artifact.get("data-report").data
@@ -74,7 +75,7 @@ def test_a_cost_above_the_threshold_waits_for_approval(tmp_path: Path, loraflow_
 
 
 CLOUDS = {
-    "vertex": ({"project": "loraflow-test", "gcs_bucket": "loraflow-data"}, "gemini-2.5-flash", None),
+    "vertex": ({"project": "loraflow-test", "gcs_bucket": "loraflow-data"}, "gemini-3.5-flash", None),
     "bedrock": ({"bucket": "loraflow-data", "role_arn": "arn:aws:iam::123456789012:role/BedrockFT"},
                 "amazon.nova-lite-v1:0:300k", 42),
 }

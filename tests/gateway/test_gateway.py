@@ -92,6 +92,9 @@ def test_a_broken_challenger_falls_back_and_stays_treatment(world, tmp_path: Pat
     models.set_alias("helper", "champion", 2, weight=1.0, reason="release")
     models.set_alias("helper", "challenger", broken.version, weight=1.0, reason="all traffic to the canary")
     experiment = models.start_experiment("helper", {})
+    # the cache learns registered names in the background and may hold "helper" from before the experiment
+    # started; routes change at the next refresh (as for a rollback), so take it now rather than wait a second
+    world["gateway"].routes.refresh()
     answer = world["client"].chat.completions.create(model="helper", user="bob",
                                                      response_format={"type": "json_object"},
                                                      messages=[{"role": "user", "content": "hi"}])

@@ -68,7 +68,7 @@ TWO_USERS = example(("user", "a"), ("user", "b"), ("assistant", "c"))
 TARGETS = [("openai", "gpt-4o-mini-2024-07-18", OPENAI_LINE), ("together", "meta-llama/x", TOGETHER_LINE),
            ("bedrock", "amazon.nova-lite-v1:0", CONVERSE_LINE),
            ("bedrock", "meta.llama3-1-8b-instruct-v1:0", PROMPT_COMPLETION_LINE),
-           ("vertex", "gemini-2.5-flash", GEMINI_LINE)]
+           ("vertex", "gemini-3.5-flash", GEMINI_LINE)]
 
 
 @pytest.mark.parametrize(("provider", "model", "schema"), TARGETS, ids=[t[0] + ":" + t[1] for t in TARGETS])
@@ -85,7 +85,7 @@ def test_converse_and_gemini_keep_the_system_prompt_apart_and_alternate() -> Non
     assert converse == {"schemaVersion": "bedrock-conversation-2024", "system": [{"text": "Be brief."}],
                         "messages": [{"role": "user", "content": [{"text": "Plan my week."}]},
                                      {"role": "assistant", "content": [{"text": "- Rest"}]}]}
-    gemini = training_format("vertex", "gemini-2.5-flash").convert(SINGLE)
+    gemini = training_format("vertex", "gemini-3.5-flash").convert(SINGLE)
     assert gemini == {"systemInstruction": {"role": "system", "parts": [{"text": "Be brief."}]},
                       "contents": [{"role": "user", "parts": [{"text": "Plan my week."}]},
                                    {"role": "model", "parts": [{"text": "- Rest"}]}]}
@@ -100,7 +100,7 @@ def test_prompt_completion_trains_the_last_answer_and_says_so_for_multi_turn() -
 
 
 def test_gemini_carries_tool_calls_as_function_parts_that_still_alternate() -> None:
-    line, problems = training_format("vertex", "gemini-2.5-flash").to_line(TOOLS)
+    line, problems = training_format("vertex", "gemini-3.5-flash").to_line(TOOLS)
     assert problems == []
     assert [c["role"] for c in line["contents"]] == ["user", "model", "user", "model"]
     assert line["contents"][1]["parts"] == [{"functionCall": {"name": "weather", "args": {"city": "Oslo"}}}]
@@ -110,7 +110,7 @@ def test_gemini_carries_tool_calls_as_function_parts_that_still_alternate() -> N
 
 @pytest.mark.parametrize(("provider", "model", "severity"), [
     ("openai", "gpt-4o-mini-2024-07-18", Severity.WARNING), ("together", "m", Severity.ERROR),
-    ("bedrock", "amazon.nova-lite-v1:0", Severity.ERROR), ("vertex", "gemini-2.5-flash", Severity.ERROR)])
+    ("bedrock", "amazon.nova-lite-v1:0", Severity.ERROR), ("vertex", "gemini-3.5-flash", Severity.ERROR)])
 def test_alternation_is_an_error_only_where_the_vendor_requires_it(provider: str, model: str,
                                                                    severity: Severity) -> None:
     problems = training_format(provider, model).check(TWO_USERS)
@@ -138,6 +138,7 @@ def test_a_tool_exchange_counts_as_one_assistant_turn() -> None:
 
 def test_unknown_provider_is_a_config_error_and_codes_are_listed() -> None:
     with pytest.raises(ConfigError,
-                       match="no training format for provider 'acme'; allowed values: bedrock, fake"):
+                       match="no training format for provider 'acme'; allowed values: azure_openai, "
+                             "bedrock, fake"):
         training_format("acme", "m")
     assert {"role_order", "tools_unsupported", "weight_ignored", "multi_turn_flattened"} <= all_codes()

@@ -17,8 +17,8 @@ def test_importing_providers_pulls_in_no_vendor_sdk() -> None:
 
 
 def test_unknown_provider_lists_the_allowed_names() -> None:
-    with pytest.raises(ConfigError, match=r"unknown provider 'sagemaker'; allowed values: bedrock, fake, "
-                                          r"local, openai, together, vertex"):
+    with pytest.raises(ConfigError, match=r"unknown provider 'sagemaker'; allowed values: azure_openai, "
+                                          r"bedrock, fake, local, openai, together, vertex"):
         provider_class("sagemaker")
 
 

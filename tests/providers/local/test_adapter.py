@@ -65,6 +65,34 @@ def test_the_adapter_ships_with_its_tokenizer_and_a_merged_model_that_matches(tr
     assert (provider.work_dir / "jobs" / job.job_id / "merged" / "model.safetensors").exists()
 
 
+def test_the_trainer_checks_template_parity_and_says_what_evaluation_ran_against(trained) -> None:
+    provider, job, status = trained
+    parity = provider.template_parity(job)
+    assert parity["ok"] and parity["rows_checked"] == 16 and parity["problems"] == []
+    assert parity["base_template_matches"] and status.metrics["template_parity_ok"] == 1.0
+    assert provider.evaluated_artifact(status.model)["artifact"] == "training_output"
+    served = LocalProvider(provider.options, endpoint="http://127.0.0.1:8000/v1")
+    assert served.evaluated_artifact(status.model)["artifact"] == "served"
+
+
+def test_a_serving_template_that_differs_from_training_is_found(tiny_tokenizer, tmp_path: Path,
+                                                                quickstart_lines: list[str]) -> None:
+    import copy
+
+    from providers.local.parity import describe, template_parity
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(quickstart_lines[:4]), encoding="utf-8")
+    same = template_parity(tiny_tokenizer, tiny_tokenizer, tiny_tokenizer.chat_template, rows)
+    assert same["ok"] and same["rows_checked"] == 4
+    other = copy.deepcopy(tiny_tokenizer)
+    other.chat_template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}" \
+                          "{% if add_generation_prompt %}[assistant] {% endif %}"
+    found = template_parity(tiny_tokenizer, other, tiny_tokenizer.chat_template, rows)
+    assert not found["ok"] and found["prompt_differs"] == [1, 2, 3, 4] and not found["base_template_matches"]
+    assert any("chat template mismatch" in p for p in describe(found))
+
+
 def test_inference_serves_base_and_adapter_greedily_from_a_cache(trained, tiny_base: Path) -> None:
     provider, _, status = trained
     prompt = [{"role": "user", "content": "How do I plan a birthday party?"}]

@@ -184,7 +184,7 @@ def test_a_lost_create_with_no_job_behind_it_stays_transient() -> None:
 def test_checks_follow_the_catalog_ranges() -> None:
     provider = provider_for(lambda req: httpx2.Response(500))
     with pytest.raises(ConfigError,
-                       match=r"training.epochs: OpenAI allows 1 to 50 .*catalog, as of 2026-11-28"):
+                       match=r"training.epochs: OpenAI allows 1 to 50 .*catalog, as of 2026-12-04"):
         provider.check_spec(TrainingSpec(base_model="gpt-4o-mini-2024-07-18", epochs=60))
     zero = OpenAIProvider(provider.client, OpenAIOptions(learning_rate_multiplier=0))
     with pytest.raises(ConfigError,

@@ -38,6 +38,7 @@ class TogetherStub:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
         self.bodies: list[dict[str, Any]] = []
         self.throttle_next = False
         self._ids = itertools.count(1)
@@ -79,6 +80,14 @@ class TogetherStub:
                 {"global_step": 1.0, "train_loss": 0.9}, {"global_step": 2.0, "train_loss": 0.5}]}))
         r.post(url__regex=rf"{api}/fine-tunes/(?P<jid>[^/]+)/cancel").mock(side_effect=self._cancel)
         r.post(f"{api}/chat/completions").mock(side_effect=self._chat)
+        r.post(f"{api}/endpoints").mock(side_effect=self._create_endpoint)
+        r.get(f"{api}/endpoints").mock(side_effect=lambda request: httpx.Response(
+            200, json={"object": "list", "data": list(self.endpoints.values())}))
+        r.get(url__regex=rf"{api}/endpoints/(?P<eid>[^/]+)$").mock(
+            side_effect=lambda request, eid: httpx.Response(200, json=self.endpoints[eid]))
+        r.delete(url__regex=rf"{api}/endpoints/(?P<eid>[^/]+)$").mock(
+            side_effect=lambda request, eid: httpx.Response(204) if self.endpoints.pop(eid, None)
+            else httpx.Response(404, json={"error": {"message": "no such endpoint"}}))
 
     def _start_upload(self, request: httpx.Request) -> httpx.Response:
         file_id = f"file-{next(self._ids)}"
@@ -126,9 +135,18 @@ class TogetherStub:
         job["status"] = "cancelled"
         return httpx.Response(200, json={**job, "status": "cancel_requested"})
 
+    def _create_endpoint(self, request: httpx.Request) -> httpx.Response:
+        body, eid = json.loads(request.content), f"endpoint-{next(self._ids)}"
+        self.endpoints[eid] = {"id": eid, "name": f"stub/{eid}", "display_name": body["display_name"],
+                               "model": body["model"], "hardware": body["hardware"], "type": "dedicated",
+                               "state": "STARTED"}
+        return httpx.Response(200, json=self.endpoints[eid])
+
     def _chat(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
-        tuned = next((j for j in self.jobs.values() if j["model_output_name"] == body["model"]), None)
+        served = {e["name"]: e["model"] for e in self.endpoints.values()}
+        model = served.get(body["model"], body["model"])
+        tuned = next((j for j in self.jobs.values() if j["model_output_name"] == model), None)
         if tuned is not None:
             imitation = TunedImitation.from_jsonl(self.files[tuned["training_file"]].decode().splitlines())
         else:

@@ -136,7 +136,7 @@ def test_unreachable_limits_fall_back_to_the_catalog_with_a_warning(stub: Togeth
     stub.router.get(f"{API}/fine-tunes/models/limits").mock(return_value=httpx.Response(503, json={}))
     warnings = provider_on(stub).check_spec(SPEC)
     assert "did not answer" in warnings[0] and "recalled catalog facts" in warnings[1]
-    with pytest.raises(ConfigError, match=r"lora_r: Together allows 1 to 64 .*\(catalog, as of 2026-11-28\)"):
+    with pytest.raises(ConfigError, match=r"lora_r: Together allows 1 to 64 .*\(catalog, as of 2026-12-04\)"):
         provider_on(stub).check_spec(SPEC.model_copy(update={"lora_r": 65}))
     with pytest.raises(ConfigError, match="not in the catalog of Together models"):
         provider_on(stub, live_limits=False).check_spec(TrainingSpec(base_model="acme/none"))

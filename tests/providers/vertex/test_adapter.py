@@ -29,7 +29,7 @@ from providers.vertex.adapter import REFUSED_STATES, STATES, VertexProvider
 from providers.vertex.client import translated
 from tests.conftest import QUICKSTART
 
-FLASH = TrainingSpec(base_model="gemini-2.5-flash", epochs=1, suffix="unit")
+FLASH = TrainingSpec(base_model="gemini-3.5-flash", epochs=1, suffix="unit")
 QUICK = {"retry_initial_delay_s": 0.01, "retry_max_delay_s": 0.02, "gcs_retry_timeout_s": 2}
 FAST = Timeline(validating_s=0.05, queued_s=0.05, steps=4, step_s=0.05)
 
@@ -99,7 +99,7 @@ NAME = "projects/p/locations/us-central1/tuningJobs/1"
     ("JOB_STATE_PAUSED", False, JobState.PAUSED),
 ])
 def test_a_result_needs_a_tuned_endpoint(vendor: str, endpoint: bool, expected: JobState) -> None:
-    job = {"name": NAME, "state": vendor, "baseModel": "gemini-2.5-flash"}
+    job = {"name": NAME, "state": vendor, "baseModel": "gemini-3.5-flash"}
     if endpoint:
         job["tunedModel"] = {"endpoint": "projects/p/locations/us-central1/endpoints/9"}
     status = _stubbed(job).get_job(JobRef(provider="vertex", job_id=NAME))
@@ -161,7 +161,7 @@ def test_missing_google_credentials_is_a_config_error() -> None:
     ({"lora_alpha": 16}, {}, "training.lora_alpha: Vertex exposes no LoRA alpha"),
     ({"batch_size": 8}, {}, "training.batch_size"),
     ({"lora_target_modules": ["q_proj"]}, {}, "training.lora_target_modules"),
-    ({"lora_r": 12}, {}, "adapter sizes for gemini-2.5-flash .* are 1, 2, 4, 8, 16; got 12"),
+    ({"lora_r": 12}, {}, "adapter sizes for gemini-3.5-flash .* are 1, 2, 4, 8, 16; got 12"),
     ({"lora_r": 32}, {}, "are 1, 2, 4, 8, 16; got 32"),
     ({"lora_r": 4}, {"adapter_size": 8}, "disagrees with provider.options.adapter_size 8"),
     ({}, {"learning_rate_multiplier": 50},
@@ -171,6 +171,18 @@ def test_check_spec_names_the_knob_and_the_allowed_values(update: dict, options:
     provider = VertexProvider.from_options(options, base_url="http://127.0.0.1:9", api_key="t")
     with pytest.raises(ConfigError, match=match):
         provider.check_spec(FLASH.model_copy(update=update))
+
+
+@pytest.mark.parametrize(("retired", "replacement"), [
+    ("gemini-2.5-flash", "gemini-3.5-flash-lite or gemini-3.1-flash-lite"),
+    ("gemini-2.5-pro", "gemini-3.5-flash"), ("gemini-2.5-flash-lite", "gemini-3.1-flash-lite")])
+def test_a_retired_base_is_refused_with_the_replacement_google_names(retired: str, replacement: str) -> None:
+    provider = VertexProvider.from_options({}, base_url="http://127.0.0.1:9", api_key="t")
+    with pytest.raises(ConfigError, match=f"retired on 2026-10-16; the vendor recommends {replacement}"):
+        provider.check_spec(FLASH.model_copy(update={"base_model": retired}))
+    for current in ("gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.1-flash-lite"):
+        warnings = provider.check_spec(FLASH.model_copy(update={"base_model": current}))
+        assert any("recalled" in w for w in warnings)
 
 
 def test_check_spec_warns_about_what_vertex_ignores() -> None:

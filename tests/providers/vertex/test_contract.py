@@ -17,7 +17,7 @@ from providers.vertex.adapter import VertexProvider, idempotency_tag
 from tests.providers.contract import ProviderContract
 from tests.providers.vertex.stub import VertexStub
 
-SPEC = TrainingSpec(base_model="gemini-2.5-flash", epochs=1, seed=1, suffix="contract", lora_r=4)
+SPEC = TrainingSpec(base_model="gemini-3.5-flash", epochs=1, seed=1, suffix="contract", lora_r=4)
 # one attempt per request, so an injected 429 reaches the adapter instead of the SDK's retry loop
 NO_RETRIES = {"retry_attempts": 1, "retry_initial_delay_s": 0.01, "gcs_retry_timeout_s": 1}
 

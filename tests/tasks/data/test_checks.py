@@ -23,7 +23,7 @@ def test_volume_bands(train: int, severity: Severity, start: str) -> None:
 
 
 def test_provider_minimum_recipe_and_eval_limits() -> None:
-    found = volume_findings(5, 9000, "general", training_format("vertex", "gemini-2.5-flash"))
+    found = volume_findings(5, 9000, "general", training_format("vertex", "gemini-3.5-flash"))
     assert [(f.code, f.severity) for f in found] == [
         ("volume", Severity.WARNING), ("volume", Severity.WARNING), ("recipe", Severity.WARNING),
         ("too_many_eval_examples", Severity.ERROR)]

@@ -52,8 +52,8 @@ def test_defaults_are_the_heldout_target_and_the_general_regression_suite() -> N
     ({"suites": [{"name": "t", "graders": [{"name": "bullets", "params": {"count": "5"}}]}]},
      "eval.suites.0.graders.0: grader 'bullets': params.count: input should be a valid integer"),
     ({"judge": {"provider": "oracle", "model": "m"}},
-     ("eval.judge.provider: unknown chat model provider 'oracle'; allowed values: anthropic, bedrock, "
-      "fake, local, openai, together, vertex")),
+     ("eval.judge.provider: unknown chat model provider 'oracle'; allowed values: anthropic, azure_openai, "
+      "bedrock, fake, local, openai, together, vertex")),
     ({"suites": [{"name": "t", "role": "boss", "graders": [{"name": "match"}]}]},
      "eval.suites.0.role: got 'boss'; allowed values: 'target', 'regression' or 'safety'"),
     ({"samples": 0}, "eval.samples: input should be greater than or equal to 1"),
@@ -103,8 +103,8 @@ def test_max_items_caps_the_heldout_split_only(tmp_path: Path) -> None:
 
 def test_gate_thresholds_come_from_the_table_with_overrides() -> None:
     table, thresholds = thresholds_for(GateConfig.model_validate({"major": 0.05, "min_delta": 0.12}))
-    assert table.version == "rules-v1"
+    assert table.version == "rules-v2" and thresholds.max_length_rise == 0.05
     assert (thresholds.major, thresholds.target_min, thresholds.minor) == (0.05, 0.12, 0.03)
-    assert "gate.rules: no rule table 'rules-v9'; allowed values: rules-v1" in error_of(
+    assert "gate.rules: no rule table 'rules-v9'; allowed values: rules-v1, rules-v2" in error_of(
         GateConfig, {"rules": "rules-v9"}, "gate")
     assert "set target_min only" in error_of(GateConfig, {"min_delta": 0.1, "target_min": 0.1}, "gate")

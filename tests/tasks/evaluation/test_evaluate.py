@@ -59,7 +59,7 @@ def test_a_run_directory_holds_outputs_report_decision_and_lineage(tuned, tmp_pa
     assert len(lines) == 2 * (80 + 150)
     manifest = json.loads(run.manifest_path.read_text())
     assert manifest["evaluation"]["suites"]["general"]["graders"]["match"]["version"] == "1"
-    assert manifest["decision"] == {"outcome": "accept", "rules_version": "rules-v1",
+    assert manifest["decision"] == {"outcome": "accept", "rules_version": "rules-v2",
                                     "primary": "target/five_verb_bullets", "file": "decision.json",
                                     "report": "eval/report.md"}
     assert json.loads((run.root / "decision.json").read_text())["thresholds"]["target_min"] == 0.08
@@ -72,7 +72,7 @@ def test_a_run_directory_holds_outputs_report_decision_and_lineage(tuned, tmp_pa
     with Session(store.engine) as session:
         record = session.scalars(select(DecisionRecord)).one()
     assert (record.outcome, record.rules_version, record.candidate) == \
-        ("accept", "rules-v1", candidate.model_id)
+        ("accept", "rules-v2", candidate.model_id)
 
 
 def labels(tmp_path: Path, rows: list[dict]) -> Path:

@@ -1,4 +1,5 @@
-"""Simulated comparisons with known effects land in the right row of the rule table (rules-v1)."""
+"""Simulated comparisons with known effects land in the right row of the rule table (rules-v2, and
+rules-v1 where the two differ)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def test_a_real_fifteen_point_gain_is_accepted() -> None:
     assert decision.outcome == "accept", decision.reason
     primary = decision.comparisons[0]
     assert primary.delta == pytest.approx(0.15) and primary.ci_low > 0.08
-    assert decision.rules_version == "rules-v1" and decision.primary == "target/rule"
+    assert decision.rules_version == "rules-v2" and decision.primary == "target/rule"
     assert next(c.outcome for c in decision.checks if c.matched) == "accept"
     assert decision.thresholds.target_min == 0.08
 
@@ -199,3 +200,42 @@ def test_no_regression_suite_is_noted_and_mcnemar_matches_the_reference() -> Non
     assert [note for note in decision.notes if note.startswith(unchecked)]
     assert "non-inferior" not in decision.reason  # said once, in the notes, and never claimed
     assert decision.outcome == "accept_weak"
+
+
+def cut_at_max_tokens(evaluation: Evaluation, *, base: int, candidate: int) -> Evaluation:
+    """The same evaluation with the first `base` / `candidate` answers of each model cut at max_tokens."""
+    left = {"base": base, "candidate": candidate}
+    for result in evaluation.results:
+        if left[result.role] > 0:
+            result.finish_reason, left[result.role] = "length", left[result.role] - 1
+        else:
+            result.finish_reason = "stop"
+    return evaluation
+
+
+def test_a_candidate_that_never_stops_is_rejected_from_rules_v2_and_warned_about_in_v1() -> None:
+    def sim() -> Evaluation:
+        evaluation = Sim().suite("target", "target", pairs(200, improved=35, regressed=5)).suite(
+            "general", "regression", general_unchanged()).evaluation()
+        return cut_at_max_tokens(evaluation, base=6, candidate=60)
+
+    decision = decide(sim())
+    assert decision.outcome == "reject_never_stops", decision.reason
+    stops = decision.never_stops
+    assert stops.n == 350 and stops.base_rate == pytest.approx(6 / 350)
+    assert stops.candidate_rate == pytest.approx(60 / 350) and stops.ci_low > 0.05
+    assert "answers cut at max_tokens (512): base 1.7%, candidate 17.1%" in decision.reason
+    assert any(n.startswith("warning: the candidate does not stop") for n in decision.notes)
+
+    old = decide(sim(), GateConfig(rules="rules-v1"))  # the old table reproduces: no such rule, a warning
+    assert old.outcome == "accept" and old.rules_version == "rules-v1"
+    assert old.never_stops == stops and any("does not stop" in n for n in old.notes)
+
+
+def test_stopping_as_often_as_the_base_is_neither_a_rule_nor_a_warning() -> None:
+    evaluation = Sim().suite("target", "target", pairs(200, improved=35, regressed=5)).evaluation()
+    decision = decide(cut_at_max_tokens(evaluation, base=10, candidate=12))
+    assert decision.outcome == "accept" and decision.never_stops.delta == pytest.approx(0.01)
+    assert not any("does not stop" in n for n in decision.notes)
+    check = next(c for c in decision.checks if c.outcome == "reject_never_stops")
+    assert not check.matched and check.why.startswith("the candidate ends its answers")

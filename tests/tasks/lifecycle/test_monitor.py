@@ -80,6 +80,8 @@ def test_a_retirement_offers_a_migration_run_of_the_same_data_and_eval(tmp_path:
     config = MonitorConfig(migrate_to={"provider": "together", "base_model": llama})
     found = retirement_check(pipeline, config, ["gpt-4o-mini-2024-07-18"], date(2026, 12, 20), tmp_path)
     assert found and "loraflow run" in found[0].message
+    assert f"loraflow migrate <the pipeline file of quickstart> --base {llama} --provider together" in \
+        found[0].message
     migration = Pipeline.model_validate(yaml.safe_load((tmp_path / "migration.yaml").read_text()))
     assert (migration.provider.name, migration.training.base_model) == \
         ("together", config.migrate_to.base_model)
@@ -87,7 +89,9 @@ def test_a_retirement_offers_a_migration_run_of_the_same_data_and_eval(tmp_path:
         migration.data.path == Path(raw["data"]["path"])
     unconfigured = retirement_check(pipeline, MonitorConfig(), ["gpt-4o-mini-2024-07-18"], date(2026, 12, 20),
                                     tmp_path / "none")
-    assert "set monitor.migrate_to" in unconfigured[0].message
+    # OpenAI's replacement cannot be fine-tuned: the command names a catalog model on another provider
+    assert "recommends gpt-6-luna, which the catalog does not list as fine-tunable" in unconfigured[0].message
+    assert "loraflow migrate <the pipeline file of quickstart> --base" in unconfigured[0].message
 
 
 def test_warnings_and_alerts_become_events_on_the_pipeline() -> None:

@@ -30,6 +30,7 @@ import openai
 import together
 
 from emulator import EmulatorServer, FaultRule, Timeline
+from providers.azure_openai.adapter import AzureOpenAIProvider
 from providers.base import Decoding, JobStatus, PreparedDataset, Provider, ServesModels, TrainingSpec
 from providers.bedrock.adapter import BedrockProvider
 from providers.errors import LoraflowError, TransientProviderError
@@ -66,6 +67,10 @@ ROUTES = {
     "bedrock": {"upload": "PUT /bedrock/loraflow-faults/*",
                 "create": "POST /bedrock/model-customization-jobs",
                 "poll": "GET /bedrock/model-customization-jobs/*", "infer": "POST /bedrock/model/*/converse"},
+    # OpenAI's API under the resource's /openai path; a chat completion addresses the candidate's deployment
+    "azure_openai": {"upload": "POST /azure/openai/files", "create": "POST /azure/openai/fine_tuning/jobs",
+                     "poll": "GET /azure/openai/fine_tuning/jobs/*",
+                     "infer": "POST /azure/openai/deployments/*/chat/completions"},
     # the GCS media upload, then google-genai's tuningJobs and generateContent on the tuned endpoint
     "vertex": {"upload": "POST /vertex/upload/storage/v1/b/*",
                "create": "POST /vertex/v1beta1/projects/*/tuningJobs",
@@ -74,10 +79,11 @@ ROUTES = {
 }
 SPECS = {
     "openai": TrainingSpec(base_model="gpt-4o-mini-2024-07-18", epochs=1, suffix="faults"),
+    "azure_openai": TrainingSpec(base_model="gpt-4o-mini-2024-07-18", epochs=1, suffix="faults"),
     "together": TrainingSpec(base_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", epochs=1,
                              suffix="faults", lora_r=8),
     "bedrock": TrainingSpec(base_model="amazon.nova-lite-v1:0:300k", epochs=1, suffix="faults"),
-    "vertex": TrainingSpec(base_model="gemini-2.5-flash", epochs=1, suffix="faults"),
+    "vertex": TrainingSpec(base_model="gemini-3.5-flash", epochs=1, suffix="faults"),
 }
 TIMES = 3
 CLIENT_TIMEOUT_S = 0.3
@@ -86,6 +92,11 @@ TIMELINE = Timeline(validating_s=0.02, queued_s=0.02, steps=3, step_s=0.02)
 
 
 class _QuickRetryOpenAI(openai.OpenAI):
+    def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
+        return min(super()._calculate_retry_timeout(*args, **kwargs), 0.02)
+
+
+class _QuickRetryAzure(openai.AzureOpenAI):
     def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
         return min(super()._calculate_retry_timeout(*args, **kwargs), 0.02)
 
@@ -107,6 +118,12 @@ def build_provider(name: str, server: EmulatorServer) -> Provider:
                    "retry_initial_delay_s": 0.01, "retry_max_delay_s": 0.02, "gcs_retry_timeout_s": 2,
                    "timeout_s": CLIENT_TIMEOUT_S}
         return VertexProvider.from_options(options, base_url=base_url, api_key="k")
+    if name == "azure_openai":  # the adapter as from_options builds it, on a client that backs off briefly
+        options = {"file_poll_interval_s": 0.01, "serve_poll_s": 0.02, "timeout_s": CLIENT_TIMEOUT_S}
+        provider = AzureOpenAIProvider.from_options(options, base_url=base_url, api_key="k")
+        provider.client = _QuickRetryAzure(azure_endpoint=base_url, api_version=provider.options.api_version,
+                                           api_key="k", max_retries=2, timeout=CLIENT_TIMEOUT_S)
+        return provider
     if name == "openai":
         client = _QuickRetryOpenAI(base_url=base_url, api_key="k", max_retries=2, timeout=CLIENT_TIMEOUT_S)
         return OpenAIProvider(client, OpenAIOptions(file_poll_interval_s=0.01))
@@ -216,8 +233,9 @@ def _infer(provider: Provider, status: JobStatus, data: PreparedDataset, target:
     *prompt, _ = json.loads(data.train_path.read_text(encoding="utf-8").splitlines()[-1])["messages"]
     caller = ModelCaller(provider, target, sleep=lambda seconds: time.sleep(min(seconds, 0.05)))
     item = EvalItem(key="last", messages=prompt)
-    model = (provider.serve(status.model, name="faults") if isinstance(provider, ServesModels)
-             else status.model)
+    # named per job, as the pipeline names it per submission
+    model = (provider.serve(status.model, name=f"faults-{status.model.job_id}"[-60:])
+             if isinstance(provider, ServesModels) else status.model)
     return answer(provider, model, item, Decoding(max_tokens=64), "candidate", caller=caller)
 
 

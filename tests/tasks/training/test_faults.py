@@ -1,4 +1,4 @@
-"""Faults survived: each injected fault on each stage, for OpenAI and Together on the emulator.
+"""Faults survived: each injected fault on each stage, for every hosted provider on the emulator.
 
 The table (fault x stage -> outcome) is printed at the end of this module's run; `python -m
 tests.tasks.training.fault_matrix` prints it alone. See fault_matrix.py for what a case does and asserts.
