@@ -26,15 +26,16 @@ def report_to_prefect() -> None:
     The CLI names `loraflow` in PREFECT_LOGGING_EXTRA_LOGGERS, but a flow process that a worker or
     `prefect deployment run` starts has neither that setting nor an INFO level here (Prefect's root logger
     is at WARNING), so without this a run started from the UI shows none of these lines. Idempotent."""
-    from prefect.logging.handlers import APILogHandler
+    from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
 
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
     if not any(isinstance(handler, APILogHandler) for handler in log.handlers):
         log.addHandler(APILogHandler())
+    # Prefect's own console handler too: retrain and migrate print the run log, not the live display
     for handler in log.handlers:
-        if isinstance(handler, APILogHandler) and not any(isinstance(f, ProgressThrottle)
-                                                          for f in handler.filters):
+        if isinstance(handler, APILogHandler | PrefectConsoleHandler) and not any(
+                isinstance(f, ProgressThrottle) for f in handler.filters):
             handler.addFilter(ProgressThrottle())
 
 

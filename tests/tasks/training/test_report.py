@@ -41,3 +41,25 @@ def test_the_run_log_gets_every_tenth_of_a_stages_progress_and_every_milestone()
     assert evaluated == [1, 26, 51, 76, 101, 126, 151, 176, 201, 226, 244]
     assert passes("evaluate", None, None)  # a milestone always passes
     assert passes("train", 0, 10) and passes("train", 1, 10) and not passes("train", 1.5, 10)
+
+
+def test_prefects_console_and_api_handlers_are_throttled_and_other_handlers_are_not() -> None:
+    """retrain and migrate print Prefect's console log: 544 answers must not be 544 lines there."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from tasks.progress import ProgressThrottle, log, report_to_prefect
+
+    console, live, before = PrefectConsoleHandler(), logging.Handler(), list(log.handlers)
+    log.addHandler(console)
+    log.addHandler(live)
+    try:
+        report_to_prefect()
+        report_to_prefect()  # idempotent
+        throttled = {type(h).__name__: sum(isinstance(f, ProgressThrottle) for f in h.filters)
+                     for h in log.handlers}
+        assert throttled["PrefectConsoleHandler"] == 1 and throttled["APILogHandler"] == 1
+        assert not live.filters
+    finally:
+        for handler in list(log.handlers):
+            if handler not in before:
+                log.removeHandler(handler)
