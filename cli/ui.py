@@ -139,11 +139,23 @@ def wait_healthy(api: str, process: subprocess.Popen, log: Path, timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while not healthy(api):
         if process.poll() is not None:
-            raise ConfigError(f"the Prefect server exited with {process.returncode}; its log: {log}")
+            raise ConfigError(f"the Prefect server exited with {process.returncode}: {_last_line(log)}")
         if time.monotonic() > deadline:
             raise ConfigError(f"the Prefect server did not answer at {api} within {timeout_s:.0f} s; "
                               f"its log: {log}")
         time.sleep(0.5)
+
+
+def _last_line(log: Path) -> str:
+    """What a server that died said last, and where the rest is."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        lines = [line for line in text.splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    if not lines:
+        return f"it logged nothing to {log}; is {log.parent} full or read-only?"
+    return f"{lines[-1].strip()[:300]} (its log: {log})"
 
 
 def ui(port: int = DEFAULT_PORT, prefect_file: Path | None = None,
@@ -218,11 +230,13 @@ def prefect_api() -> Iterator[None]:
     api = f"http://127.0.0.1:{port}/api"
     children = Children(log_dir)
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log, started = log_dir / f"temporary-server-{os.getpid()}.log", False
     try:
-        server = children.start(f"temporary-server-{os.getpid()}", [
+        server = children.start(log.stem, [
             sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
             "--no-ui"], env)
-        wait_healthy(api, server, log_dir / f"temporary-server-{os.getpid()}.log")
+        wait_healthy(api, server, log)
+        started = True
         os.environ["PREFECT_API_URL"] = api
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -232,8 +246,9 @@ def prefect_api() -> Iterator[None]:
         _drain_to(api)
         os.environ.pop("PREFECT_API_URL", None)
         children.stop()
-        with suppress(OSError):
-            (log_dir / f"temporary-server-{os.getpid()}.log").unlink()
+        if started:  # else kept: the error names it
+            with suppress(OSError):
+                log.unlink()
 
 
 def _drain_to(api: str) -> None:

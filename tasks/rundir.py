@@ -29,9 +29,19 @@ def atomic_write(path: Path, content: str | bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if named := naming(exc, path):
+            raise named from exc
         raise
+
+
+def naming(exc: BaseException, path: Path) -> OSError | None:
+    """An OSError like `exc` that names `path`, when `exc` is one that names no file (a full disk fails a
+    write, not an open, and then says only "No space left on device"); None otherwise."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror, str(path))
+    return None
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tasks.data.dedupe import mix64
+from tasks.rundir import naming
 
 DROPPED, TRAIN, EVAL = 0, 1, 2
 
@@ -83,9 +84,11 @@ def write_split(staged: list[Path], destination: np.ndarray, out_dir: Path,
             written[side] = (out_dir / f"{side}.jsonl", digests[number].hexdigest())
             os.replace(temporary[side], written[side][0])
         return written
-    except BaseException:
+    except BaseException as exc:
         for path in temporary.values():
             path.unlink(missing_ok=True)
+        if named := naming(exc, out_dir):
+            raise named from exc
         raise
 
 
