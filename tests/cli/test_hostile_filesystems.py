@@ -22,8 +22,8 @@ FILL = "dd if=/dev/zero of={m}/fill bs=1k count=400 2>/dev/null; "
 CASES: dict[str, tuple[str, str, str]] = {
     "read-only LORAFLOW_HOME": ("mount -t tmpfs -o ro tmpfs {m}; ", "home", "Read-only file system"),
     "read-only working directory": ("mount -t tmpfs -o ro tmpfs {m}; ", "cwd", "Read-only file system"),
-    "read-only registry.db": ("mount --bind {m}/registry.db {m}/registry.db; "
-                              "mount -o remount,ro,bind {m}/registry.db; ", "home", "readonly database"),
+    "read-only registry.db": (("mount --bind {m}/registry.db {m}/registry.db; "
+                               "mount -o remount,ro,bind {m}/registry.db; "), "home", "readonly database"),
     "full LORAFLOW_HOME": ("mount -t tmpfs -o size=300k tmpfs {m}; " + FILL, "home", "full"),
     "full working directory": ("mount -t tmpfs -o size=300k tmpfs {m}; " + FILL, "cwd",
                                "manifest.json: No space left on device"),
@@ -37,7 +37,8 @@ def _namespaces_work() -> bool:
     return done.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _namespaces_work(), reason="unshare -rm (a user namespace) is not allowed")
+pytestmark = pytest.mark.skipif(not _namespaces_work(),
+                                reason="unshare -rm (a user namespace) is not allowed here")
 
 
 @pytest.mark.parametrize("case", list(CASES))
