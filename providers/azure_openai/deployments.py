@@ -22,6 +22,7 @@ import httpx2
 
 from providers.errors import PermanentProviderError, TransientProviderError, UnexpectedProviderResponse
 from providers.hosted import retry_after
+from providers.waiting import delays
 
 NAME = "azure_openai"
 ARM_SCOPE = "https://management.azure.com/.default"
@@ -87,13 +88,11 @@ def serve(deployments: Deployments, model: str, *, name: str, sku: str, capacity
     found = deployments.get(name)
     if found is None or _model_of(found) != model:
         found = deployments.put(name, model, sku=sku, capacity=capacity)
-    deadline, delay = time.monotonic() + wait_s, min(1.0, poll_s)
+    waits = delays(wait_s, poll_s, lambda: TransientProviderError(
+        NAME, f"deployment {name} does not serve after {wait_s:g} s; run again to keep waiting, or delete "
+              "it"))
     while not _serves(found, name):
-        if time.monotonic() > deadline:
-            raise TransientProviderError(NAME, f"deployment {name} does not serve after {wait_s:g} s; run "
-                                               "again to keep waiting, or delete it")
-        sleep(delay)
-        delay = min(delay * 2, poll_s)  # minutes at Azure, a moment on the emulator
+        sleep(next(waits))
         found = deployments.get(name) or {}
     return name
 

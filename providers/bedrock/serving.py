@@ -24,6 +24,7 @@ from providers.errors import (
     TransientProviderError,
     UnexpectedProviderResponse,
 )
+from providers.waiting import delays
 
 # CustomModelDeploymentStatus and ProvisionedModelStatus in botocore's service model:
 # True serves, False failed, None not yet
@@ -56,13 +57,10 @@ def deploy(client: Any, model: ModelRef, *, name: str, model_units: int | None =
             arn = client.create_provisioned_model_throughput(
                 modelUnits=model_units, provisionedModelName=name, modelId=model.model_id,
                 clientRequestToken=token)["provisionedModelArn"]
-    deadline, delay = time.monotonic() + wait_s, min(1.0, poll_s)
+    waits = delays(wait_s, poll_s, lambda: TransientProviderError(
+        NAME, f"{arn} does not serve after {wait_s:g} s; call deploy again to keep waiting, or undeploy it"))
     while not _serves(client, arn):
-        if time.monotonic() > deadline:
-            raise TransientProviderError(NAME, f"{arn} does not serve after {wait_s:g} s; call deploy again "
-                                               "to keep waiting, or undeploy it")
-        sleep(delay)
-        delay = min(delay * 2, poll_s)  # a deployment takes minutes at Bedrock, seconds on the emulator
+        sleep(next(waits))
     return model.model_copy(update={"model_id": arn})
 
 

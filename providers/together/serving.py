@@ -21,6 +21,7 @@ import together
 from providers.base import ModelRef
 from providers.errors import PermanentProviderError, TransientProviderError, UnexpectedProviderResponse
 from providers.together.client import NAME, translated
+from providers.waiting import delays
 
 # an endpoint's state: True serves, False failed or going away, None on its way up
 ENDPOINT_STATES: dict[str, bool | None] = {"PENDING": None, "STARTING": None, "STARTED": True,
@@ -43,13 +44,11 @@ def serve(client: together.Together, model: ModelRef, *, name: str, hardware: st
                                                f"{model.model_id!r}; delete it or change the run")
         elif found.get("state") in ("STOPPED", "STOPPING"):
             found = client.patch(f"/v1/endpoints/{found['id']}", cast_to=object, body={"state": "STARTED"})
-    deadline, delay = time.monotonic() + wait_s, min(1.0, poll_s)
+    waits = delays(wait_s, poll_s, lambda: TransientProviderError(
+        NAME, f"endpoint {name} is not up after {wait_s:g} s; run again to keep waiting (it bills per minute "
+              "once started)"))
     while not _serves(found):
-        if time.monotonic() > deadline:
-            raise TransientProviderError(NAME, f"endpoint {name} is not up after {wait_s:g} s; run again to "
-                                               "keep waiting (it bills per minute once started)")
-        sleep(delay)
-        delay = min(delay * 2, poll_s)
+        sleep(next(waits))
         with translated():
             found = client.get(f"/v1/endpoints/{found['id']}", cast_to=object)
     return model.model_copy(update={"model_id": found["name"]})
