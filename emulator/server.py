@@ -6,12 +6,14 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Self
 
 import uvicorn
 
 from emulator.app import API_ROOTS, build_app
+from emulator.ownership import Claim, claim
 from emulator.state import EmulatorState
 from emulator.timeline import Timeline
 from providers.loopback import HOST, ThreadedServer, bind
@@ -73,7 +75,16 @@ class EmulatorServer(ThreadedServer):
 def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key: str | None = None,
                   speed: float = 1.0, *, latency_s: float = 0.0,
                   requests_per_minute: int | None = None) -> None:
-    """Serve in the foreground until Ctrl-C; `speed` scales the default timeline of new jobs."""
+    """Serve in the foreground until Ctrl-C; `speed` scales the default timeline of new jobs. With a
+    `state_dir`, this is the one emulator that serves it (emulator/ownership.py) while it runs."""
+    if state_dir is not None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+    with claim(Path(state_dir)) if state_dir is not None else nullcontext() as held:
+        _serve(port, state_dir, api_key, speed, latency_s, requests_per_minute, held)
+
+
+def _serve(port: int, state_dir: str | Path | None, api_key: str | None, speed: float, latency_s: float,
+           requests_per_minute: int | None, held: Claim | None) -> None:
     # speed 1 keeps a timeline saved in state_dir; any other speed replaces it for new jobs
     state = EmulatorState(state_dir, timeline=Timeline(speed=speed) if speed != 1.0 else None,
                           latency_s=latency_s, requests_per_minute=requests_per_minute)
@@ -87,6 +98,8 @@ def serve_forever(port: int = 8808, state_dir: str | Path | None = None, api_key
     apis = ", ".join(f"{name} at {url}{root}" for name, root in API_ROOTS.items())
     print(f"loraflow emulator: {apis} ({where})", file=sys.stderr, flush=True)
     print(f"LORAFLOW_EMULATOR_URL={url}", flush=True)  # on stdout: the line a worker's environment needs
+    if held is not None:
+        held.publish(url)  # runs on this state directory share this emulator rather than start their own
     try:
         server.run(sockets=[sock])
     finally:

@@ -68,13 +68,17 @@ class RunDir:
     @classmethod
     def create(cls, run_root: Path, pipeline: str, config_sha256: str) -> RunDir:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        root = run_root / pipeline / f"{stamp}-{config_sha256[:8]}"
-        suffix = 1
-        while root.exists():
-            suffix += 1
-            root = run_root / pipeline / f"{stamp}-{config_sha256[:8]}-{suffix}"
+        (run_root / pipeline).mkdir(parents=True, exist_ok=True)
+        root, suffix = run_root / pipeline / f"{stamp}-{config_sha256[:8]}", 1
+        while True:
+            try:
+                root.mkdir()  # the claim: runs started in the same second get a suffix each, never one folder
+                break
+            except FileExistsError:
+                suffix += 1
+                root = run_root / pipeline / f"{stamp}-{config_sha256[:8]}-{suffix}"
         run = cls(root.resolve())
-        run.data_dir.mkdir(parents=True)
+        run.data_dir.mkdir()
         run.record("run", {"pipeline": pipeline, "config_sha256": config_sha256,
                            "started_at": datetime.now(UTC).isoformat()})
         return run

@@ -8,6 +8,7 @@
     calls.py       a chat model behind the output cache, a shared rate limit and retries
     ratelimit.py   the token bucket that honours Retry-After
     store.py       registry tables: cached outputs, judge calibrations, decisions
+    reuse.py       answers paid for by earlier runs, read back from their run directories
     runner.py      base and candidate answer every item with the same decoding, graded as they arrive
     evaluate.py    the evaluation step (plain function and the flow's task)
     stats.py       McNemar exact, Newcombe and bootstrap intervals, sign test, Holm, MDE, Cohen's kappa

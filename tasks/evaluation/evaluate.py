@@ -15,10 +15,11 @@ from pathlib import Path
 from prefect import task
 
 from providers.base import ChatModel, Decoding, ModelRef
-from tasks.evaluation.calls import ModelCaller
+from tasks.evaluation.calls import AnswerSource, ModelCaller
 from tasks.evaluation.config import EvalConfig, Role
 from tasks.evaluation.judging import make_judge
 from tasks.evaluation.ratelimit import TokenBucket
+from tasks.evaluation.reuse import EarlierRuns
 from tasks.evaluation.runner import ROLES, ItemResult, run_suites, to_json_line
 from tasks.evaluation.store import EvalStore
 from tasks.evaluation.suites import GraderInfo, Suite, build_suites
@@ -87,20 +88,22 @@ def _usage(prefix: str, caller: ModelCaller) -> dict[str, int]:
 
 def run_evaluation(model: ChatModel, base: ModelRef, candidate: ModelRef, config: EvalConfig, *, target: str,
                    heldout: Path | None = None, store: EvalStore | None = None,
-                   judge: ChatModel | None = None, on_done: Callable[[int, int], None] | None = None
-                   ) -> Evaluation:
+                   judge: ChatModel | None = None, on_done: Callable[[int, int], None] | None = None,
+                   earlier: AnswerSource | None = None) -> Evaluation:
     """Answer and grade every suite of `config` with both models on `model` (a provider at `target`).
 
-    `judge` replaces the judge model the config would build (tests inject a scripted one).
+    `judge` replaces the judge model the config would build (tests inject a scripted one); `earlier` holds
+    answers the store may have lost (earlier run directories).
     """
     judge_protocol, judge_caller = (make_judge(config.judge, judge, store=store) if config.judge
                                     else (None, None))
     suites = build_suites(config, heldout=heldout, judge=judge_protocol, store=store)
     limiter = TokenBucket.per_minute(config.requests_per_minute) if config.requests_per_minute else None
-    caller = ModelCaller(model, target, store=store, limiter=limiter)
+    caller = ModelCaller(model, target, store=store, limiter=limiter, earlier=earlier)
     results = run_suites(caller, dict(zip(ROLES, (base, candidate), strict=True)), suites, config.decoding,
                          samples=config.samples, concurrency=config.concurrency, on_done=on_done)
-    usage = _usage("", caller) | (_usage("judge_", judge_caller) if judge_caller else {})
+    usage = (_usage("", caller) | {"reused": caller.reused}
+             | (_usage("judge_", judge_caller) if judge_caller else {}))
     return Evaluation(models={"base": base, "candidate": candidate}, decoding=config.decoding,
                       samples=config.samples, suites=[SuiteSummary.of(s) for s in suites], results=results,
                       usage=usage)
@@ -127,9 +130,10 @@ def evaluate_and_record(model: ChatModel, base: ModelRef, candidate: ModelRef, c
                         run: RunDir, *, target: str, heldout: Path | None = None,
                         store: EvalStore | None = None, judge: ChatModel | None = None,
                         on_done: Callable[[int, int], None] | None = None) -> Evaluation:
-    """`run_evaluation`, then its outputs recorded in the run directory (`record_evaluation`)."""
+    """`run_evaluation`, then its outputs recorded in the run directory (`record_evaluation`). Answers the
+    store lacks are taken from earlier runs of the pipeline when they have them (reuse.py)."""
     evaluation = run_evaluation(model, base, candidate, config, target=target, heldout=heldout, store=store,
-                                judge=judge, on_done=on_done)
+                                judge=judge, on_done=on_done, earlier=EarlierRuns(run))
     record_evaluation(evaluation, run)
     return evaluation
 
@@ -147,7 +151,7 @@ def evaluate_models(provider: ChatModel, base: ModelRef, candidate: ModelRef, co
         provider, base, candidate, config, run, target=target, heldout=heldout, judge=judge,
         store=EvalStore(registry.engine) if registry is not None else None,
         on_done=lambda done, total: progress("evaluate", done, total, "%d/%d answers", done, total))
-    milestone("evaluate", "evaluated %d answers: %d infra errors, %d provider calls, %d from the cache",
-              len(evaluation.results), evaluation.answer_errors, evaluation.usage["calls"],
-              evaluation.usage["cache_hits"])
+    milestone("evaluate", "evaluated %d answers: %d infra errors, %d provider calls, %d from the cache "
+              "(%d of them from earlier run directories)", len(evaluation.results), evaluation.answer_errors,
+              evaluation.usage["calls"], evaluation.usage["cache_hits"], evaluation.usage["reused"])
     return evaluation

@@ -69,8 +69,9 @@ def _run_facts(decision: Decision, evaluation: Evaluation) -> list[str]:
               f"{evaluation.samples} sample(s) per item"),
              (f"- answers: {len(evaluation.results)}; infra errors: {evaluation.answer_errors} answers, "
               f"{evaluation.grade_errors} grades (limit {decision.thresholds.max_infra_error_rate:.0%})"),
-             (f"- provider calls {usage.get('calls', 0)}, from the cache {usage.get('cache_hits', 0)}, "
-              f"retries {usage.get('retries', 0)}")]
+             (f"- provider calls {usage.get('calls', 0)}, from the cache {usage.get('cache_hits', 0)}"
+              + (f" ({usage['reused']} from earlier run directories)" if usage.get("reused") else "")
+              + f", retries {usage.get('retries', 0)}")]
     if "judge_calls" in usage:
         facts.append(f"- judge calls {usage['judge_calls']}, from the cache {usage['judge_cache_hits']}, "
                      f"retries {usage['judge_retries']}")

@@ -41,6 +41,7 @@ class ItemResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model_error: str | None = None
+    key: str = ""  # the answer's key in the output store: a later run reuses it from the run directory
 
 
 def grade_answer(suite: Suite, item: EvalItem, completion: Completion) -> dict[str, GraderResult]:
@@ -73,18 +74,20 @@ def answer(provider: ChatModel, model: ModelRef, item: EvalItem, decoding: Decod
     """One model's answer to one item, graded by the suite's graders; an infra error becomes the result's
     `error`. Without a caller, transient errors are retried (Retry-After honoured) with nothing stored."""
     caller = caller or ModelCaller(provider, provider.name)
+    request = Request(model, item.messages, sample_decoding(decoding, sample), sample)
+    key = caller.key(request)
     try:
-        completion = caller.complete(model, item.messages, sample_decoding(decoding, sample), sample)
+        completion = caller.complete(model, request.messages, request.decoding, sample)
     except ProviderError as exc:
         if refused_credentials(exc):
             raise  # every other call would be refused the same way: the evaluation stops here
         return ItemResult(item=item.key, role=role, model_id=model.model_id, output=None, error=str(exc),
-                          suite=suite.name if suite else "", sample=sample)
+                          suite=suite.name if suite else "", sample=sample, key=key)
     return ItemResult(item=item.key, role=role, model_id=model.model_id, output=completion.text,
                       latency_ms=completion.latency_ms, suite=suite.name if suite else "", sample=sample,
                       finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
                       completion_tokens=completion.completion_tokens, model_error=model_error(completion),
-                      grades=grade_answer(suite, item, completion) if suite else {})
+                      grades=grade_answer(suite, item, completion) if suite else {}, key=key)
 
 
 def _completion(result: ItemResult) -> Completion:

@@ -1,18 +1,25 @@
-"""The emulator the CLI starts for a rehearsal: only when a pipeline asks for it, only for the command's
-lifetime, and never silently in place of one the environment names."""
+"""The emulator the CLI starts for a rehearsal: only when a pipeline asks for it, only while commands use
+it, one for every command on a LORAFLOW_HOME, and never silently in place of one the environment names."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from cli.deployments import DeploymentSpec, endpoints
 from cli.rehearsal import emulator_for
+from emulator.ownership import owned
 from providers.errors import ConfigError
 from tasks.connection import EMULATOR_URL, emulator_apis
+from tests.conftest import QUICKSTART
+from tests.flows.pipelines import cli_env
 
 
 def test_a_pipeline_on_a_vendor_endpoint_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,3 +67,25 @@ def test_deployment_endpoints_include_the_judge_and_survive_malformed_parameters
              _spec({"pipeline": {"provider": "openai", "eval": {"judge": None}}}),
              _spec({})]
     assert endpoints(specs) == ["https://x.test", "emulator", None, None, None, None, None, None]
+
+
+@pytest.mark.timeout(900)
+def test_three_concurrent_quickstarts_share_one_emulator_one_upload_and_one_job(tmp_path: Path,
+                                                                               prefect_api: str) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in cli_env(prefect_api, home).items() if k != EMULATOR_URL}
+    command = [sys.executable, "-m", "cli.app", "run", str(QUICKSTART / "pipeline.yaml")]
+    runs = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for _ in range(3)]
+    outputs = [run.communicate(timeout=840)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], "\n\n".join(outputs)
+    assert all("decision (rules-v2)" in output and "ACCEPT" in output for output in outputs)
+    assert sum("started the loopback emulator" in output for output in outputs) == 1
+    assert sum("sharing the loopback emulator" in output for output in outputs) == 2
+    counters = json.loads((home / "emulator" / "state.json").read_text())["counters"]
+    assert (counters["files_created"], counters["jobs_created"]) == (2, 1), counters
+    assert len(list((tmp_path / "runs" / "quickstart").iterdir())) == 3
+    deadline = time.monotonic() + 15
+    while owned(home / "emulator") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not owned(home / "emulator"), "the emulator outlived its last run"
