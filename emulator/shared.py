@@ -64,9 +64,31 @@ def shared_emulator(state_dir: Path, *, start_timeout_s: float = START_TIMEOUT_S
         fcntl.flock(users, fcntl.LOCK_SH)
         with open_lock(state_dir / START_LOCK) as start:
             fcntl.flock(start, fcntl.LOCK_EX)
-            found = _running(state_dir, start_timeout_s) if owned(state_dir) else None
+            found = _running(state_dir, start_timeout_s) if _served(state_dir, start_timeout_s) else None
             emulator = found or _start(state_dir, start_timeout_s)
         yield emulator
+
+
+def _served(state_dir: Path, timeout_s: float) -> bool:
+    """Whether an emulator serves `state_dir`. One killed a moment ago holds its lock until its last thread
+    has exited, after its main thread is already a zombie: wait for that instead of using its endpoint."""
+    deadline = time.monotonic() + timeout_s
+    while owned(state_dir):
+        found = endpoint(state_dir)
+        if found is None or _alive(found.pid) or time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    except IndexError:
+        return True
+    return state not in ("Z", "X")
 
 
 def _running(state_dir: Path, timeout_s: float) -> SharedEmulator:
