@@ -75,3 +75,40 @@ def test_a_run_in_an_object_store_keeps_only_its_local_copies_until_closed(s3: d
     run.close()
     assert not run.work.exists()  # the local disk holds nothing of the run
     assert keys(s3, prefix=prefix)  # the store keeps it
+
+
+class _TrainsHere:
+    """A provider whose trained output is files on this disk, as the local trainer's is."""
+
+    name = "local"
+
+    def __init__(self, job_dir: Path) -> None:
+        self.job_dir = job_dir
+
+    def trained_files(self, job: object) -> dict[str, Path]:
+        return {"job.json": self.job_dir / "job.json", "adapter": self.job_dir / "adapter"}
+
+
+def test_a_local_adapter_goes_with_a_run_in_the_store_and_serves_from_another_machine(
+        s3: dict[str, str], tmp_path: Path, loraflow_home: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from providers.base import JobRef
+    from tasks.training.serving import keep_trained_files
+
+    job_dir = tmp_path / "jobs" / "local-1"
+    (job_dir / "adapter").mkdir(parents=True)
+    (job_dir / "job.json").write_text(json.dumps({"base_path": "/models/base"}))
+    (job_dir / "adapter" / "adapter_config.json").write_text(json.dumps({"r": 8}))
+    (job_dir / "adapter" / "adapter_model.safetensors").write_bytes(b"\0" * 1024)
+    run = RunDir.create(run_path("s3://bucket/runs"), "p", "c" * 64)
+    keep_trained_files(_TrainsHere(job_dir), JobRef(provider="local", job_id="local-1"), run)
+    assert run.manifest()["trained_files"] == {"folder": "training/output", "names": ["adapter", "job.json"]}
+    run.close()
+
+    served = CliRunner().invoke(app, ["serve-model", str(run.root), "--dry-run", "--name", "bullets"])
+    assert served.exit_code == 0, served.output
+    copied = next((loraflow_home / "served").iterdir())
+    assert (copied / "adapter" / "adapter_model.safetensors").stat().st_size == 1024
+    assert json.loads((copied / "serve.json").read_text())["command"][:3] == ["vllm", "serve", "/models/base"]
