@@ -132,8 +132,9 @@ def deploy(prefect_file: Annotated[Path | None, typer.Option(help="default: depl
            image: Annotated[str | None, typer.Option(help="image for a container pool (default: the "
                                                           "pool file's)")] = None,
            run_root: Annotated[str | None, typer.Option(
-               envvar="LORAFLOW_RUN_ROOT", help="s3://bucket/prefix or gs://bucket/prefix: every run keeps "
-                                                "its run directory and Prefect results there")] = None,
+               envvar="LORAFLOW_RUN_ROOT", help="where every run keeps its run directory: a path on the "
+                                                "worker, or s3://bucket/prefix or gs://bucket/prefix (then "
+                                                "its Prefect results too)")] = None,
            ) -> None:
     """Register the deployments of deployments/prefect.yaml with the Prefect API (PREFECT_API_URL)."""
     from cli import deployments

@@ -129,12 +129,14 @@ def _image_flow(spec: DeploymentSpec) -> Flow:
 
 
 def run_store_env(run_root: str | None) -> dict[str, str]:
-    """The environment every flow run of a deployment gets when runs are kept in an object store: the run
-    root, and Prefect's result persistence in the same store (a RemoteFileSystem block, fsspec underneath,
+    """The environment every flow run of a deployment gets for `run_root`: LORAFLOW_RUN_ROOT, and for an
+    object store Prefect's result persistence in the same store (a RemoteFileSystem block, fsspec underneath,
     saved here under a name derived from the URL), so a flow run retried on another worker finds what the
-    first attempt persisted. Nothing for a local run root: each machine keeps its own, as before."""
-    if not run_root or not is_remote(run_path(run_root)):
+    first attempt persisted. A local run root keeps Prefect's results where each machine keeps them."""
+    if not run_root:
         return {}
+    if not is_remote(run_path(run_root)):
+        return {RUN_ROOT_ENV: run_root}
     from prefect.filesystems import RemoteFileSystem
 
     name = f"loraflow-results-{hashlib.sha256(run_root.encode()).hexdigest()[:12]}"
