@@ -38,6 +38,17 @@ def test_an_unknown_protocol_is_refused() -> None:
         check_location("nosuchstore://bucket/runs")
 
 
+def test_a_store_whose_package_is_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec
+
+    def missing(protocol: str) -> None:
+        raise ImportError("Please install gcsfs to access Google Storage")
+
+    monkeypatch.setattr(fsspec, "get_filesystem_class", missing)
+    with pytest.raises(ConfigError, match=r"pip install 'loraflow\[gcs\]'"):
+        check_location("gs://bucket/runs")
+
+
 def test_the_default_run_root_is_the_environments(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Pipeline.model_validate(PIPELINE).run_root == "runs"
     monkeypatch.setenv("LORAFLOW_RUN_ROOT", "memory://team/runs")
