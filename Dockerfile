@@ -7,7 +7,7 @@
 #   docker build --build-arg EXTRAS=openai,kubernetes -t loraflow:openai .                         # one vendor
 FROM python:3.11-slim
 
-ARG EXTRAS=openai,azure_openai,together,vertex,bedrock,anthropic,local,gateway,kubernetes,docker
+ARG EXTRAS=openai,azure_openai,together,vertex,bedrock,anthropic,local,gateway,kubernetes,docker,s3,gcs
 # empty: torch from PyPI, whose Linux wheel is the CUDA build; a URL adds that index (the CPU build, another CUDA)
 ARG TORCH_INDEX=
 

@@ -130,13 +130,21 @@ def deploy(prefect_file: Annotated[Path | None, typer.Option(help="default: depl
                help="work pool for every deployment (default: each one's own); deployments/pools/NAME.yaml "
                     "creates it when missing: loraflow-kubernetes, loraflow-docker")] = None,
            image: Annotated[str | None, typer.Option(help="image for a container pool (default: the "
-                                                          "pool file's)")] = None) -> None:
+                                                          "pool file's)")] = None,
+           run_root: Annotated[str | None, typer.Option(
+               envvar="LORAFLOW_RUN_ROOT", help="where every run keeps its run directory: a path on the "
+                                                "worker, or s3://bucket/prefix or gs://bucket/prefix (then "
+                                                "its Prefect results too)")] = None,
+           ) -> None:
     """Register the deployments of deployments/prefect.yaml with the Prefect API (PREFECT_API_URL)."""
     from cli import deployments
+    from tasks.runstore import check_location
 
     try:
+        if run_root:
+            check_location(run_root)
         specs = deployments.read_specs(prefect_file or deployments.PREFECT_FILE)
-        names = deployments.deploy(specs, pool=pool, image=image)
+        names = deployments.deploy(specs, pool=pool, image=image, run_root=run_root)
     except ConfigError as exc:
         raise fail(exc) from None
     pools = sorted({pool} if pool else {spec.work_pool for spec in specs})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,15 +11,17 @@ from cli.console import console, fail
 from providers.errors import ConfigError
 
 
-def compare(run_a: Annotated[Path, typer.Argument(help="a run directory (runs/<pipeline>/<run id>)")],
-            run_b: Annotated[Path, typer.Argument(help="the run to hold against it")],
+def compare(run_a: Annotated[str, typer.Argument(help="a run directory (runs/<pipeline>/<run id>, or "
+                                                      "s3://bucket/prefix/<pipeline>/<run id>)")],
+            run_b: Annotated[str, typer.Argument(help="the run to hold against it")],
             markdown: Annotated[bool, typer.Option("--markdown", help="print the markdown source")] = False
             ) -> None:
     """Show what changed between two runs (configuration) and what it did (metrics), side by side."""
     from tasks.evaluation.runs import compare_runs, render_markdown
+    from tasks.runstore import run_path
 
     try:
-        text = render_markdown(compare_runs(run_a, run_b))
+        text = render_markdown(compare_runs(run_path(run_a), run_path(run_b)))
     except ConfigError as exc:
         raise fail(exc) from None
     if markdown:

@@ -9,6 +9,8 @@ a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -38,7 +40,7 @@ def expected(exc: BaseException) -> LoraflowError | str | None:
     if isinstance(exc, LoraflowError):
         return exc
     if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
+        where = f"{_absolute(exc.filename)}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}; check the path, its permissions and the free space"
     if isinstance(exc, UnicodeError):
         return f"text that is not UTF-8 ({exc}); save the file as UTF-8"
@@ -49,3 +51,9 @@ def expected(exc: BaseException) -> LoraflowError | str | None:
         return (f"the registry database failed: {type(cause).__name__}: {str(cause).splitlines()[0]}; check "
                 "registry_url / LORAFLOW_REGISTRY_URL, or move a damaged $LORAFLOW_HOME/registry.db away")
     return None
+
+
+def _absolute(filename: object) -> str:
+    """A relative path as the user can find it from anywhere (a URL as it is)."""
+    name = os.fsdecode(filename) if isinstance(filename, str | bytes) else str(filename)
+    return name if "://" in name else os.path.abspath(name)

@@ -80,7 +80,9 @@ def prepare(pipeline: Annotated[Path, typer.Argument(help="the pipeline YAML fil
         raise fail(exc) from None
     typer.echo(f"prepared {dataset.train_examples} train and {dataset.eval_examples} eval examples "
                f"({dataset.train_tokens:,} train tokens)")
-    typer.echo(f"train  {dataset.train_path}\neval   {dataset.eval_path}\nreport {run.root / 'report.md'}")
+    # where the files stay (the run directory, local or in an object store), not the local copies made for it
+    typer.echo(f"train  {run.data_dir / 'train.jsonl'}\neval   {run.data_dir / 'eval.jsonl'}\n"
+               f"report {run.root / 'report.md'}")
 
 
 def _summary(report: dict) -> dict:

@@ -8,6 +8,7 @@ LORAFLOW_REPO set on the worker for its pull step.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from prefect.schedules import Cron, Schedule
 
 from providers.errors import ConfigError
 from tasks.configfile import read_yaml
+from tasks.runstore import RUN_ROOT_ENV, is_remote, run_path
 
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
@@ -126,11 +128,31 @@ def _image_flow(spec: DeploymentSpec) -> Flow:
         os.chdir(cwd)
 
 
-def deploy(specs: list[DeploymentSpec], *, pool: str | None = None, image: str | None = None) -> list[str]:
+def run_store_env(run_root: str | None) -> dict[str, str]:
+    """The environment every flow run of a deployment gets for `run_root`: LORAFLOW_RUN_ROOT, and for an
+    object store Prefect's result persistence in the same store (a RemoteFileSystem block, fsspec underneath,
+    saved here under a name derived from the URL), so a flow run retried on another worker finds what the
+    first attempt persisted. A local run root keeps Prefect's results where each machine keeps them."""
+    if not run_root:
+        return {}
+    if not is_remote(run_path(run_root)):
+        return {RUN_ROOT_ENV: run_root}
+    from prefect.filesystems import RemoteFileSystem
+
+    name = f"loraflow-results-{hashlib.sha256(run_root.encode()).hexdigest()[:12]}"
+    RemoteFileSystem(basepath=f"{run_root.rstrip('/')}/.prefect-results").save(name, overwrite=True)
+    return {RUN_ROOT_ENV: run_root, "PREFECT_DEFAULT_RESULT_STORAGE_BLOCK": f"remote-file-system/{name}",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true"}
+
+
+def deploy(specs: list[DeploymentSpec], *, pool: str | None = None, image: str | None = None,
+           run_root: str | None = None) -> list[str]:
     """Register every deployment with the Prefect API, on `pool` when given (else each spec's own). A pool
     with a file in deployments/pools/ is created from it if missing; any other missing pool is a process
-    pool. On a container pool the runs start from `image` (default: the pool file's image)."""
+    pool. On a container pool the runs start from `image` (default: the pool file's image). With `run_root`
+    in an object store, every run gets it and keeps its Prefect results there (`run_store_env`)."""
     names = []
+    env = run_store_env(run_root)
     for spec in specs:
         target = pool or spec.work_pool
         found = _ensure_pool(target)
@@ -138,6 +160,8 @@ def deploy(specs: list[DeploymentSpec], *, pool: str | None = None, image: str |
             "name": spec.name, "work_pool_name": target, "parameters": spec.parameters,
             "schedules": spec.schedules, "description": spec.description, "tags": spec.tags,
             "concurrency_limit": spec.concurrency_limit, "print_next_steps": False}
+        if env:
+            options["job_variables"] = {"env": env}
         if found is not None and found.type != "process":
             chosen = image or found.image
             if not chosen:

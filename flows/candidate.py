@@ -20,7 +20,7 @@ from tasks.registry import Registry
 from tasks.rundir import RunDir
 from tasks.training.costs import budget_gate, record_actual_cost, spend_ceiling
 from tasks.training.health import Health, check_training_health
-from tasks.training.serving import serve_model
+from tasks.training.serving import keep_trained_files, serve_model
 from tasks.training.submit import check_spec, submission_key, submit_job, upload_dataset
 from tasks.training.wait import wait_for_job
 
@@ -53,6 +53,7 @@ def train_candidate(pipeline: Pipeline, provider: Provider, spec: TrainingSpec, 
     done = wait_for_job(provider, job, pipeline.poll, registry, spend=spend)
     record_actual_cost(run, estimate, done)
     health = check_training_health(provider, done, spec, prepared, run)
+    keep_trained_files(provider, job, run)
     run.record("model", done.model.model_dump(mode="json"))
     served = serve_model(provider, done.model, run, key)
     base = ModelRef(provider=cfg.name, model_id=spec.base_model, base_model=spec.base_model)

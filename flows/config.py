@@ -8,10 +8,19 @@ where there is a fixed set, the allowed values. Paths in the file are relative t
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from providers import provider_class
 from providers.base import TrainingSpec
@@ -25,8 +34,12 @@ from tasks.lifecycle.monitor import MonitorConfig
 from tasks.lifecycle.retrain import RetrainConfig
 from tasks.recipes import apply_recipe, recipes
 from tasks.rundir import RunDir
+from tasks.runstore import RunPath, check_location, default_run_root, run_path
 from tasks.training.costs import BudgetConfig
 from tasks.training.polling import PollConfig
+
+# a path or a URL; a Path given from Python is taken as its text (a URL would not survive as a Path)
+RunRoot = Annotated[str, BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)]
 
 
 class _Section(BaseModel):
@@ -34,6 +47,9 @@ class _Section(BaseModel):
 
 
 class Pipeline(_Section):
+    # a validation error's text never repeats what was given: run_root may carry credentials it refuses
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=100,
                       description="names the run directory (100 characters at most: a file name)")
     recipe: str | None = Field(default=None, description=f"a preset of proven defaults laid under this file "
@@ -48,8 +64,10 @@ class Pipeline(_Section):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig, description="the quarterly retrain")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="the daily monitor")
-    run_root: Path = Field(default=Path("runs"), description="where run directories go, relative to the "
-                                                             "working directory")
+    run_root: RunRoot = Field(default_factory=default_run_root,
+                              description="where run directories go: a path relative to the working "
+                                          "directory, or s3://bucket/prefix or gs://bucket/prefix (default: "
+                                          "$LORAFLOW_RUN_ROOT, else runs)")
     registry_url: str | None = Field(default=None,
                                      description="SQLAlchemy URL; default $LORAFLOW_HOME/registry.db")
 
@@ -72,9 +90,23 @@ class Pipeline(_Section):
         """Every endpoint the pipeline calls: the provider's and the judge's (`emulator` for a rehearsal)."""
         return self.provider.endpoint, self.eval.judge.endpoint if self.eval.judge else None
 
+    @property
+    def runs(self) -> RunPath:
+        """This pipeline's run directories: `run_root/name`, local or in an object store."""
+        return run_path(self.run_root) / self.name
+
     def new_run(self) -> RunDir:
         """A new run directory under `run_root/name`, named after the time and the configuration."""
-        return RunDir.create(self.run_root, self.name, self.config_sha256)
+        return RunDir.create(run_path(self.run_root), self.name, self.config_sha256)
+
+    @field_validator("run_root")
+    @classmethod
+    def _storage_location(cls, root: str) -> str:
+        try:
+            check_location(root)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return root
 
     @field_validator("recipe")
     @classmethod

@@ -3,14 +3,12 @@ current champion (and against the new base untuned); promoted to challenger only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.candidate import train_candidate
 from flows.config import Pipeline
+from flows.summaries import MigrationSummary
 from providers.base import ChatModel
 from providers.errors import ConfigError
 from tasks.connection import open_provider
@@ -22,17 +20,6 @@ from tasks.release.promotion import register_candidate
 from tasks.training.serving import release_serving
 
 
-@dataclass(frozen=True)
-class MigrationSummary:
-    run_dir: Path
-    provider: str
-    base_model: str
-    winner: str
-    reason: str
-    version: int | None
-    outcomes: dict[str, str]  # comparison label (vs-base, vs-champion) -> decision outcome
-
-
 @flow(name="migrate")
 def migrate(pipeline: Pipeline, base_model: str, provider: str | None = None) -> MigrationSummary:
     report_to_prefect()
@@ -41,38 +28,41 @@ def migrate(pipeline: Pipeline, base_model: str, provider: str | None = None) ->
     cfg = migrated_provider(old, provider, options)
     spec, dropped = migrated_spec(pipeline.training, base_model, provider_changed=cfg.name != old.name)
     moved = pipeline.model_copy(update={"provider": cfg, "training": spec})
-    run = moved.new_run()
-    run.record("config", moved.model_dump(mode="json"))
-    registry = Registry.open(pipeline.registry_url)
-    champion = champion_version(registry, pipeline.name)
-    frozen = frozen_data(registry, pipeline.name)
-    run.record("migration", {"from": {"provider": old.name, "base_model": pipeline.training.base_model},
-                             "to": {"provider": cfg.name, "base_model": base_model}, "dropped_knobs": dropped,
-                             "frozen_data": [str(p) for p in frozen] if frozen else None,
-                             "champion": champion.served_name if champion else None})
-    data = pipeline.data if frozen is None else pipeline.data.model_copy(
-        update={"path": frozen[0], "eval_path": frozen[1]})
-    new = open_provider(cfg)
-    chat = ByProvider({cfg.name: new, **_champions_provider(pipeline, champion, cfg.name)})
-    candidate = train_candidate(moved, new, spec, data, run, registry)
-    against = {"vs-base": candidate.base} | ({"vs-champion": champion_ref(champion)} if champion else {})
-    decisions = {label: compare_on_frozen_set(chat, ref, candidate.served, pipeline.eval, pipeline.gate, run,
-                                              label, target=cfg.target, heldout=candidate.data.eval_path,
-                                              registry=registry)
-                 for label, ref in against.items()}
-    verdict = judge_retrain(decisions["vs-base"], decisions.get("vs-champion"))
-    release_serving(new, candidate.trained, candidate.served, verdict.decision, run)
-    version = register_candidate(pipeline.name, verdict.decision, candidate.base, candidate.served,
-                                 candidate.data.sha256, run, registry,
-                                 base_url=cfg.endpoint) if verdict.promote else None
-    outcomes = {label: d.outcome for label, d in decisions.items()}
-    run.record("migration", {**run.manifest()["migration"], "winner": verdict.winner,
-                             "promote": verdict.promote, "reason": verdict.reason, "version": version,
-                             "decisions": outcomes})
-    title = f"# Migration to {cfg.name} {base_model}: {verdict.winner} wins"
-    create_markdown_artifact(f"{title}\n\n{verdict.reason}\n", key="migration-summary",
-                             description=f"{verdict.winner} wins"[:500])
-    return MigrationSummary(run.root, cfg.name, base_model, verdict.winner, verdict.reason, version, outcomes)
+    with moved.new_run() as run:
+        run.record("config", moved.model_dump(mode="json"))
+        registry = Registry.open(pipeline.registry_url)
+        champion = champion_version(registry, pipeline.name)
+        frozen = frozen_data(registry, pipeline.name)
+        run.record("migration", {"from": {"provider": old.name, "base_model": pipeline.training.base_model},
+                                 "to": {"provider": cfg.name, "base_model": base_model},
+                                 "dropped_knobs": dropped,
+                                 "frozen_data": [str(p) for p in frozen] if frozen else None,
+                                 "champion": champion.served_name if champion else None})
+        data = pipeline.data if frozen is None else pipeline.data.model_copy(
+            update={"path": run.fetch(frozen[0]), "eval_path": run.fetch(frozen[1])})
+        new = open_provider(cfg)
+        chat = ByProvider({cfg.name: new, **_champions_provider(pipeline, champion, cfg.name)})
+        candidate = train_candidate(moved, new, spec, data, run, registry)
+        against = {"vs-base": candidate.base} | ({"vs-champion": champion_ref(champion)} if champion else {})
+        decisions = {label: compare_on_frozen_set(chat, ref, candidate.served, pipeline.eval, pipeline.gate,
+                                                  run, label, target=cfg.target,
+                                                  heldout=candidate.data.eval_path,
+                                                  registry=registry)
+                     for label, ref in against.items()}
+        verdict = judge_retrain(decisions["vs-base"], decisions.get("vs-champion"))
+        release_serving(new, candidate.trained, candidate.served, verdict.decision, run)
+        version = register_candidate(pipeline.name, verdict.decision, candidate.base, candidate.served,
+                                     candidate.data.sha256, run, registry,
+                                     base_url=cfg.endpoint) if verdict.promote else None
+        outcomes = {label: d.outcome for label, d in decisions.items()}
+        run.record("migration", {**run.manifest()["migration"], "winner": verdict.winner,
+                                 "promote": verdict.promote, "reason": verdict.reason, "version": version,
+                                 "decisions": outcomes})
+        title = f"# Migration to {cfg.name} {base_model}: {verdict.winner} wins"
+        create_markdown_artifact(f"{title}\n\n{verdict.reason}\n", key="migration-summary",
+                                 description=f"{verdict.winner} wins"[:500])
+        return MigrationSummary(run.root, cfg.name, base_model, verdict.winner, verdict.reason, version,
+                                outcomes)
 
 
 def _champions_provider(pipeline: Pipeline, champion: object, new: str) -> dict[str, ChatModel]:

@@ -3,20 +3,18 @@ retirements."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from flows.config import Pipeline
+from flows.summaries import MonitorSummary
 from providers.base import ModelRef
 from tasks.connection import open_provider
 from tasks.data.target import DataTarget
 from tasks.lifecycle.monitor import (
-    Finding,
     drift_findings,
     gap_finding,
     online_findings,
@@ -31,23 +29,14 @@ from tasks.lifecycle.retrain import champion_data, champion_ref, champion_versio
 from tasks.progress import report_to_prefect
 from tasks.registry import Registry
 from tasks.rundir import RunDir, atomic_write
-
-
-@dataclass(frozen=True)
-class MonitorSummary:
-    report_dir: Path
-    findings: list[Finding]
-
-    @property
-    def alerts(self) -> list[str]:
-        return sorted({f.kind for f in self.findings if f.severity == "alert"})
+from tasks.runstore import absolute
 
 
 @flow(name="monitor")
 def monitor(pipeline: Pipeline, today: date | None = None) -> MonitorSummary:
     report_to_prefect()
     now, config, cfg = datetime.now(UTC), pipeline.monitor, pipeline.provider
-    report = RunDir(pipeline.run_root.resolve() / pipeline.name / "monitor" / f"{now:%Y%m%dT%H%M%SZ}")
+    report = RunDir(absolute(pipeline.runs) / "monitor" / f"{now:%Y%m%dT%H%M%SZ}")
     registry = Registry.open(pipeline.registry_url)
     champion = champion_version(registry, pipeline.name)
     frozen = champion_data(champion)
@@ -62,8 +51,8 @@ def monitor(pipeline: Pipeline, today: date | None = None) -> MonitorSummary:
     if config.newest_base and champion is not None and frozen is not None:
         newest = ModelRef(provider=cfg.name, model_id=config.newest_base, base_model=config.newest_base)
         decision = compare_on_frozen_set(open_provider(cfg), champion_ref(champion), newest, pipeline.eval,
-                                         pipeline.gate, report, "gap", target=cfg.target, heldout=frozen[1],
-                                         registry=registry)
+                                         pipeline.gate, report, "gap", target=cfg.target,
+                                         heldout=report.fetch(frozen[1]), registry=registry)
         findings.append(gap_finding(decision, champion.served_name, config.newest_base, config.gap_margin))
     models = [pipeline.training.base_model]
     if champion is not None and champion.base_model:
@@ -79,4 +68,5 @@ def monitor(pipeline: Pipeline, today: date | None = None) -> MonitorSummary:
     alerts = ", ".join(summary.alerts) or "none"
     create_markdown_artifact(markdown, key="monitor-report",
                              description=f"{len(findings)} findings; alerts: {alerts}")
+    report.close()
     return summary

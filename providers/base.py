@@ -227,6 +227,16 @@ class LossCurveSource(Protocol):
 
 
 @runtime_checkable
+class KeepsTrainedFiles(Protocol):
+    """A provider whose trained output is files on this machine (the local trainer's adapter), which a run
+    kept in an object store copies there, so that a run trained on one worker can be served from another."""
+
+    def trained_files(self, job: JobRef) -> dict[str, Path]:
+        """What serving the job's model needs, by the name it goes under: files or folders on this disk."""
+        ...
+
+
+@runtime_checkable
 class ReportsTemplateParity(Protocol):
     """A provider that can say whether the prompts its serving side builds match the tokens a job trained on
     (the local trainer checks after training); hosted providers render their own templates and do not."""

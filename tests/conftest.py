@@ -56,3 +56,20 @@ def emulator(loraflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[o
 def write_jsonl(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The server, with this process's environment pointed at it; fsspec's cached S3 clients are dropped so
+    that none made for an earlier server is reused."""
+    import fsspec
+
+    from tests.s3 import s3_server
+
+    with s3_server() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
+        yield env
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
+

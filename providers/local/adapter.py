@@ -196,6 +196,12 @@ class LocalProvider:
                 "detail": f"{adapter} loaded in-process with transformers; to judge what serves, start "
                           "loraflow serve-model and set provider.endpoint"}
 
+    def trained_files(self, job: JobRef) -> dict[str, Path]:
+        """The job record and the finished adapter: what `loraflow serve-model` reads (checkpoints stay)."""
+        found = self._job(job)
+        return {name: found.file(name) for name in ("job.json", "config.json", "status.json", "adapter")
+                if found.file(name).exists()}
+
     def template_parity(self, job: JobRef) -> dict[str, Any] | None:
         """What the trainer found comparing the serving side's prompts with the trained tokens
         (providers/local/parity.py), or None for a job that wrote none."""

@@ -25,6 +25,7 @@ from tasks.data.rules import Diagnostic, Diagnostics
 from tasks.data.split import TRAIN, write_split
 from tasks.data.target import DataTarget
 from tasks.rundir import RunDir, atomic_write, sha256_file, write_json
+from tasks.runstore import RunPath
 
 # what the flow gets when it names no target: the OpenAI chat format, no model limits
 UNSPECIFIED = DataTarget(provider="openai", base_model="")
@@ -39,8 +40,8 @@ def prepare(config: DataConfig, run: RunDir, target: DataTarget = UNSPECIFIED,
     """
     diagnostics = Diagnostics(target.format, config.severity)
     with ExitStack() as stack:
-        staged = stack.enter_context(_StagingDir(run.data_dir, "input"))
-        eval_staged = stack.enter_context(_StagingDir(run.data_dir, "eval")) if config.eval_path else None
+        staged = stack.enter_context(_StagingDir(run.work_data, "input"))
+        eval_staged = stack.enter_context(_StagingDir(run.work_data, "eval")) if config.eval_path else None
         analysis = analyse(config, target, diagnostics, staging=staged.path,
                            eval_staging=eval_staged.path if eval_staged else None, plan=plan)
         report = _write_report(analysis, run.root)
@@ -49,10 +50,12 @@ def prepare(config: DataConfig, run: RunDir, target: DataTarget = UNSPECIFIED,
         if analysis.count(TRAIN) < config.min_train_examples:
             raise ConfigError(f"{config.path}: {analysis.count(TRAIN)} training examples after the split; "
                               f"data.min_train_examples requires at least {config.min_train_examples}")
-        written = write_split(analysis.scan.staged, analysis.destination, run.data_dir,
+        written = write_split(analysis.scan.staged, analysis.destination, run.work_data,
                               analysis.eval_scan.staged if analysis.eval_scan else None,
                               analysis.eval_file_rows)
-    paths = {side: path for side, (path, _) in written.items()}
+    paths = {side: path for side, (path, _) in written.items()}  # local files: what a provider SDK uploads
+    for path in paths.values():
+        run.publish(path)
     files = {side: digest for side, (_, digest) in written.items()}
     dataset = PreparedDataset(
         train_path=paths["train"], eval_path=paths["eval"], train_examples=analysis.count(TRAIN),
@@ -70,7 +73,7 @@ def check_file(config: DataConfig, target: DataTarget, sink: Callable[[Diagnosti
     return build_report(analysis)
 
 
-def _write_report(analysis: Analysis, root: Path) -> dict[str, Any]:
+def _write_report(analysis: Analysis, root: RunPath) -> dict[str, Any]:
     report = build_report(analysis)
     write_json(root / "report.json", report)
     atomic_write(root / "report.md", render_markdown(report))

@@ -8,6 +8,7 @@ what the run paid for.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,8 @@ from tasks.evaluation.suites import GraderInfo, Suite, build_suites
 from tasks.policy import LOCAL_WORK
 from tasks.progress import milestone, progress
 from tasks.registry import Registry
-from tasks.rundir import RunDir, atomic_write, sha256_file
+from tasks.rundir import RunDir, atomic_write
+from tasks.runstore import RunPath
 
 _PROMPT_CHARS = 300
 
@@ -109,10 +111,11 @@ def run_evaluation(model: ChatModel, base: ModelRef, candidate: ModelRef, config
                       usage=usage)
 
 
-def record_evaluation(evaluation: Evaluation, run: RunDir) -> Path:
+def record_evaluation(evaluation: Evaluation, run: RunDir) -> RunPath:
     """eval/outputs.jsonl (every answer and grade) and the manifest's `evaluation` section."""
     outputs = run.eval_dir / "outputs.jsonl"
-    atomic_write(outputs, "".join(to_json_line(r) + "\n" for r in evaluation.results))
+    content = "".join(to_json_line(r) + "\n" for r in evaluation.results).encode("utf-8")
+    atomic_write(outputs, content)
     run.record("evaluation", {
         "models": {role: ref.model_dump(mode="json") for role, ref in evaluation.models.items()},
         "decoding": evaluation.decoding.model_dump(mode="json"), "samples": evaluation.samples,
@@ -121,7 +124,7 @@ def record_evaluation(evaluation: Evaluation, run: RunDir) -> Path:
                    for s in evaluation.suites},
         "answer_errors": evaluation.answer_errors, "grade_errors": evaluation.grade_errors,
         "usage": evaluation.usage, "outputs": str(outputs.relative_to(run.root)),
-        "outputs_sha256": sha256_file(outputs),
+        "outputs_sha256": hashlib.sha256(content).hexdigest(),  # of the bytes written: no read back
     })
     return outputs
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from providers.errors import ConfigError
+from tasks.runstore import RunPath
 
 _MISSING = "(unset)"
 # what differs between any two runs and says nothing about the change under test
@@ -23,12 +23,12 @@ _VOLATILE = ("run_root",)
 
 @dataclass(frozen=True)
 class RunFacts:
-    root: Path
+    root: RunPath
     manifest: dict[str, Any]
     decision: dict[str, Any] | None
 
     @classmethod
-    def read(cls, root: Path) -> RunFacts:
+    def read(cls, root: RunPath) -> RunFacts:
         manifest_path = root / "manifest.json"
         if not manifest_path.is_file():
             raise ConfigError(f"{root}: not a run directory (no manifest.json)")
@@ -86,7 +86,7 @@ class RunComparison:
         return len(self.config)
 
 
-def _json_object(path: Path) -> dict[str, Any]:
+def _json_object(path: RunPath) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -96,7 +96,7 @@ def _json_object(path: Path) -> dict[str, Any]:
     return value
 
 
-def compare_runs(a: Path, b: Path) -> RunComparison:
+def compare_runs(a: RunPath, b: RunPath) -> RunComparison:
     """The configuration keys that differ and every metric of either run, A's value beside B's."""
     first, second = RunFacts.read(a), RunFacts.read(b)
     sa, sb = first.settings(), second.settings()

@@ -11,7 +11,6 @@ says which. The champion answers through its own provider, the candidate through
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ChatModel, Completion, Decoding, Message, ModelRef, TrainingSpec
@@ -20,6 +19,7 @@ from tasks.connection import ProviderConfig
 from tasks.lifecycle.retrain import champion_data, champion_version
 from tasks.registry import Registry
 from tasks.release.models import ModelRegistry
+from tasks.runstore import RunPath
 
 PORTABLE = ("base_model", "epochs", "seed", "suffix")  # what every provider takes
 
@@ -50,9 +50,9 @@ def migrated_spec(spec: TrainingSpec, base_model: str, *, provider_changed: bool
     return TrainingSpec(**{**kept, "base_model": base_model}), dropped
 
 
-def frozen_data(registry: Registry, name: str) -> tuple[Path, Path] | None:
+def frozen_data(registry: Registry, name: str) -> tuple[RunPath, RunPath] | None:
     """The (train, eval) files the pipeline's models were trained and judged on: the champion's run, else the
-    newest registered version's that is still on disk."""
+    newest registered version's that is still there (on this disk or in the object store)."""
     found = champion_data(champion_version(registry, name))
     if found is not None:
         return found

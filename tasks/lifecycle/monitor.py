@@ -34,6 +34,7 @@ from tasks.registry import create_tables
 from tasks.release.models import Experiment
 from tasks.release.traffic import Exposure, Outcome
 from tasks.rundir import atomic_write
+from tasks.runstore import RunPath
 
 Severity = Literal["info", "warn", "alert"]
 _FEEDBACK = ("thumbs_up", "thumbs_down")
@@ -287,7 +288,7 @@ def migration_pipeline(pipeline: dict[str, Any], target: MigrationTarget) -> dic
     return changed
 
 
-def reference_prompts(data_path: Path, frozen: tuple[Path, Path] | None) -> list[str]:
+def reference_prompts(data_path: Path, frozen: tuple[RunPath, RunPath] | None) -> list[str]:
     """The training prompts the drift window is held against: the champion's training set, else the
     pipeline's."""
     path = frozen[0] if frozen is not None else data_path
@@ -295,7 +296,7 @@ def reference_prompts(data_path: Path, frozen: tuple[Path, Path] | None) -> list
 
 
 def retirement_check(pipeline: dict[str, Any], config: MonitorConfig, models: list[str], today: date,
-                     out_dir: Path) -> list[Finding]:
+                     out_dir: RunPath) -> list[Finding]:
     """Retirement findings; when there are any, a migration pipeline file (same data, eval and gate on
     `monitor.migrate_to`) is written to `out_dir` and offered, or else catalog alternatives are named."""
     provider = pipeline["provider"]["name"]

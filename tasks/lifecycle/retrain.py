@@ -38,6 +38,7 @@ from tasks.registry import Registry, create_tables
 from tasks.release.models import ModelAlias, ModelRegistry, ModelVersion
 from tasks.release.traffic import Outcome
 from tasks.rundir import RunDir, atomic_write, sha256_file, write_json
+from tasks.runstore import RunPath, run_path
 
 LEDGER = "retrain-ledger.json"
 _TRAFFIC = "traffic"  # the ledger's entry for captured gateway traffic: the newest exchange taken
@@ -95,17 +96,17 @@ def champion_ref(version: ModelVersion) -> ModelRef:
                     base_model=version.base_model or version.served_name, job_id=version.job_id)
 
 
-def champion_data(version: ModelVersion | None) -> tuple[Path, Path] | None:
-    """The champion's prepared (train, eval) files, from the run that produced it, when they are still
-    there."""
+def champion_data(version: ModelVersion | None) -> tuple[RunPath, RunPath] | None:
+    """The champion's prepared (train, eval) files, from the run that produced it (on this disk or in the
+    object store), when they are still there; `RunDir.fetch` makes local copies where a file must be real."""
     if version is None or not version.eval_run:
         return None
-    data = Path(version.eval_run) / "data"
+    data = run_path(version.eval_run) / "data"
     train, held = data / "train.jsonl", data / "eval.jsonl"
     return (train, held) if train.is_file() and held.is_file() else None
 
 
-def read_ledger(runs: Path) -> dict[str, dict]:
+def read_ledger(runs: RunPath) -> dict[str, dict]:
     path = runs / LEDGER
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
@@ -130,7 +131,8 @@ def captured_rows(source: TrafficSource, engine: Engine,
     return [json.dumps({"messages": r["messages"]}, ensure_ascii=False) for r in kept], newest
 
 
-def gather_new_data(config: RetrainConfig, run: RunDir, runs: Path, engine: Engine | None = None) -> NewData:
+def gather_new_data(config: RetrainConfig, run: RunDir, runs: RunPath, engine: Engine | None = None
+                    ) -> NewData:
     """Every source file whose content an earlier retrain has not folded in, and the captured exchanges since
     the last retrain that the feedback keeps, concatenated into data/new.jsonl."""
     seen = read_ledger(runs)
@@ -149,13 +151,14 @@ def gather_new_data(config: RetrainConfig, run: RunDir, runs: Path, engine: Engi
     if config.traffic is not None and engine is not None:
         captured, until = captured_rows(config.traffic, engine, seen.get(_TRAFFIC, {}).get("until"))
         lines += captured
-    out = run.data_dir / "new.jsonl"
+    out = run.work_data / "new.jsonl"
     atomic_write(out, "".join(line + "\n" for line in lines))
+    run.publish(out)
     run.record("new_data", {"rows": len(lines), "files": files, "traffic_until": until})
     return NewData(out, len(lines), files, until)
 
 
-def mark_consumed(new: NewData, run: RunDir, runs: Path) -> None:
+def mark_consumed(new: NewData, run: RunDir, runs: RunPath) -> None:
     """After a finished retrain: its source files count as seen (a failed run leaves them for the next)."""
     ledger = read_ledger(runs)
     now = datetime.now(UTC).isoformat()
@@ -170,10 +173,11 @@ def retrain_data(data: DataConfig, existing: tuple[Path, Path], new: NewData, ru
     """The data section for the retrain: existing train rows then the new rows, evaluated on the frozen eval
     set."""
     train, held = existing
-    combined = run.data_dir / "retrain-input.jsonl"
+    combined = run.work_data / "retrain-input.jsonl"
     text = train.read_text(encoding="utf-8")
     atomic_write(combined, text + ("" if not text or text.endswith("\n") else "\n")
                  + new.path.read_text(encoding="utf-8"))
+    run.publish(combined)
     return data.model_copy(update={"path": combined, "eval_path": held})
 
 
@@ -181,7 +185,7 @@ def compare_on_frozen_set(provider: ChatModel, baseline: ModelRef, candidate: Mo
                           eval_config: EvalConfig, gate: GateConfig, run: RunDir, label: str, *, target: str,
                           heldout: Path, registry: Registry) -> Decision:
     """Evaluate and gate `candidate` against `baseline` into the run's `label` folder."""
-    sub = RunDir(run.root / label)
+    sub = run.sub(label)
     evaluation = evaluate_models(provider, baseline, candidate, eval_config, sub, target=target,
                                  heldout=heldout, registry=registry)
     return decide_promotion(evaluation, gate, sub, registry)
@@ -226,8 +230,8 @@ def existing_data(data: DataConfig, champion: ModelVersion | None, run: RunDir, 
     usual."""
     found = champion_data(champion)
     if found is not None:
-        return found
-    baseline = prepare(data, RunDir(run.root / "baseline"), target)
+        return run.fetch(found[0]), run.fetch(found[1])
+    baseline = prepare(data, run.sub("baseline"), target)
     return baseline.train_path, baseline.eval_path
 
 

@@ -12,11 +12,12 @@ import logging
 
 from prefect import task
 
-from providers.base import ModelRef, Provider, ServesModels
+from providers.base import JobRef, KeepsTrainedFiles, ModelRef, Provider, ServesModels
 from tasks.evaluation.decision import Decision
 from tasks.policy import PROVIDER_CALL
 from tasks.progress import milestone
 from tasks.rundir import RunDir
+from tasks.runstore import upload, upload_tree
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +71,18 @@ def release_serving(provider: Provider, model: ModelRef, served: ModelRef, decis
     provider.unserve(served)
     run.record("serving", {**record, "state": "released"})
     milestone("decide", "deleted %s: the candidate was not accepted (%s)", served.model_id, decision.outcome)
+
+
+TRAINED_FILES = "training/output"
+
+
+def keep_trained_files(provider: Provider, job: JobRef, run: RunDir) -> None:
+    """A run kept in an object store keeps the trained files too (the local trainer's adapter), under
+    training/output/, so `loraflow serve-model` can serve it from any machine. A local run points at them."""
+    if not run.remote or not isinstance(provider, KeepsTrainedFiles):
+        return
+    files = provider.trained_files(job)
+    folder = run.root.joinpath(*TRAINED_FILES.split("/"))
+    for name, path in files.items():
+        (upload_tree if path.is_dir() else upload)(path, folder / name)
+    run.record("trained_files", {"folder": TRAINED_FILES, "names": sorted(files)})

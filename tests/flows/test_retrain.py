@@ -141,3 +141,32 @@ def test_the_monitor_alerts_on_a_drifted_window_and_sees_the_base_close_the_gap(
     assert json.loads((report.parent / "manifest.json").read_text())["monitor"]["drift"][0]["level"] == \
         "alert"
     assert "input drift on prompt_tokens" in Artifact.get("monitor-report").data
+
+
+def test_a_retrain_with_its_runs_in_a_bucket_takes_the_frozen_set_from_there(world: dict, loraflow_home: Path,
+                                                                           s3: dict[str, str]) -> None:
+    import tempfile
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from tasks.release.models import ModelVersion
+    from tasks.runstore import run_path, upload_tree
+    from tests.s3 import keys
+
+    champion = run_path("s3://bucket/runs/planner/champion-run")
+    upload_tree(world["champion_train"].parent.parent, champion)
+    world["champion_train"].parent.joinpath("eval.jsonl").unlink()  # only the bucket has the frozen set now
+    with Session(Registry.open(world["url"]).engine) as session:
+        session.execute(update(ModelVersion).values(eval_run=str(champion)))
+        session.commit()
+    leftovers = set(Path(tempfile.gettempdir()).glob("loraflow-run-*"))
+    config = pipeline(world, {"champion-v1": str(world["champion_train"])})
+    summary = retrain(config.model_copy(update={"run_root": "s3://bucket/runs"}))
+    assert summary.winner == "candidate", summary.reason
+    run = str(summary.run_dir).removeprefix("s3://bucket/") + "/"
+    stored = {key.removeprefix(run) for key in keys(s3, prefix=run)}
+    assert {"data/new.jsonl", "data/retrain-input.jsonl", "data/train.jsonl", "data/eval.jsonl",
+            "vs-champion/decision.json", "vs-base/decision.json", "manifest.json"} <= stored
+    assert "runs/planner/" + LEDGER in keys(s3, prefix="runs/planner/")
+    assert set(Path(tempfile.gettempdir()).glob("loraflow-run-*")) == leftovers  # local copies are gone
