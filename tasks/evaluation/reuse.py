@@ -1,7 +1,7 @@
 """Answers paid for by earlier runs of a pipeline, read back from their run directories.
 
 The registry caches every answer; when it is lost or emptied (a new machine, a fresh database) the run
-directories still hold them: each evaluation writes eval/outputs.jsonl with every answer's store key, and the
+directories still hold them (local or in an object store, tasks.runstore): each evaluation writes eval/outputs.jsonl with every answer's store key, and the
 manifest's `evaluation` section names the models and the file's sha256. A key hashes the target, the model,
 the messages, the decoding and the sample, so a different model, prompt, eval item or sampling setting never
 finds an earlier answer. Only answers without an infra error are reused, from files whose hash still matches
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from providers.base import Completion
 from tasks.rundir import RunDir, sha256_file
+from tasks.runstore import RunPath
 
 
 class EarlierRuns:
@@ -34,7 +34,7 @@ class EarlierRuns:
                 break
         return found
 
-    def _outputs(self, models: set[str]) -> Iterator[Path]:
+    def _outputs(self, models: set[str]) -> Iterator[RunPath]:
         here = self.run.root
         if not here.parent.is_dir():
             return
@@ -50,7 +50,7 @@ class EarlierRuns:
                 continue
 
 
-def _evaluation(root: Path) -> dict[str, Any] | None:
+def _evaluation(root: RunPath) -> dict[str, Any] | None:
     try:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -66,7 +66,7 @@ def _model_ids(evaluation: dict[str, Any]) -> set[str]:
     return {str(ref.get("model_id")) for ref in models.values() if isinstance(ref, dict)}
 
 
-def _answers(outputs: Path, keys: set[str]) -> dict[str, Completion]:
+def _answers(outputs: RunPath, keys: set[str]) -> dict[str, Completion]:
     found = {}
     with outputs.open(encoding="utf-8") as lines:
         for line in lines:
