@@ -1,11 +1,11 @@
 """Answers paid for by earlier runs of a pipeline, read back from their run directories.
 
 The registry caches every answer; when it is lost or emptied (a new machine, a fresh database) the run
-directories still hold them (local or in an object store, tasks.runstore): each evaluation writes eval/outputs.jsonl with every answer's store key, and the
-manifest's `evaluation` section names the models and the file's sha256. A key hashes the target, the model,
-the messages, the decoding and the sample, so a different model, prompt, eval item or sampling setting never
-finds an earlier answer. Only answers without an infra error are reused, from files whose hash still matches
-their manifest.
+directories still hold them (local or in an object store, tasks.runstore): each evaluation writes
+eval/outputs.jsonl with every answer's store key, and the manifest's `evaluation` section names the models
+and the file's sha256. A key hashes the target, the model, the messages, the decoding and the sample, so a
+different model, prompt, eval item or sampling setting never finds an earlier answer. Only answers without
+an infra error are reused, from files whose hash still matches their manifest.
 """
 
 from __future__ import annotations
