@@ -22,6 +22,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron, Schedule
 
+from cli.zombies import TAG
 from providers.errors import ConfigError
 from tasks.configfile import read_yaml
 from tasks.runstore import RUN_ROOT_ENV, is_remote, run_path
@@ -89,7 +90,8 @@ def _spec(path: Path, index: int, entry: dict[str, Any]) -> DeploymentSpec:
                      for s in entry.get("schedules") or []]
         return DeploymentSpec(
             name=entry["name"], entrypoint=entry["entrypoint"], parameters=entry.get("parameters") or {},
-            schedules=schedules, description=entry.get("description", ""), tags=entry.get("tags") or [],
+            schedules=schedules, description=entry.get("description", ""),
+            tags=sorted({*(entry.get("tags") or []), TAG}),  # TAG: what the zombie automation watches
             concurrency_limit=entry.get("concurrency_limit"), work_pool=entry["work_pool"]["name"])
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: deployments.{index}: missing or malformed {exc}") from None
@@ -151,8 +153,11 @@ def deploy(specs: list[DeploymentSpec], *, pool: str | None = None, image: str |
     with a file in deployments/pools/ is created from it if missing; any other missing pool is a process
     pool. On a container pool the runs start from `image` (default: the pool file's image). With `run_root`
     in an object store, every run gets it and keeps its Prefect results there (`run_store_env`)."""
+    from cli.zombies import heartbeat_env, watch_for_zombies
+
     names = []
-    env = run_store_env(run_root)
+    env = run_store_env(run_root) | heartbeat_env()
+    watch_for_zombies()
     for spec in specs:
         target = pool or spec.work_pool
         found = _ensure_pool(target)
