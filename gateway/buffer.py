@@ -36,6 +36,13 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout | OSError)
 
 
+def _cause(exc: BaseException) -> str:
+    """The driver's first line: SQLAlchemy's message goes on with the statement and ten rows of parameters,
+    user ids among them, which do not belong in a log."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
 class ExposureBuffer:
     def __init__(self, write: Writer, spill_path: Path, *, batch: int = 500, interval_s: float = 0.2,
                  max_events: int = 50_000, max_backoff_s: float = 2.0, dead_letter_path: Path | None = None,
@@ -115,7 +122,7 @@ class ExposureBuffer:
                 if time.monotonic() - self._warned_at >= WARN_EVERY_S:
                     self._warned_at = time.monotonic()
                     log.warning("exposures: the database is unavailable (%s: %s); %d pending, retrying every "
-                                "%.2fs", type(exc).__name__, exc, self.pending, backoff)
+                                "%.2fs", type(exc).__name__, _cause(exc), self.pending, backoff)
                 self._spill_excess()
 
     def _spill_excess(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tasks.release.models import Route
 
 log = logging.getLogger("loraflow.gateway")
+WARN_EVERY_S = 30.0
 
 
 class RouteCache:
@@ -23,6 +25,7 @@ class RouteCache:
         self._load, self._refresh_s, self._names = load, refresh_s, names
         self._routes: dict[str, Route | None] = {}
         self._stop = threading.Event()
+        self._warned_at: float | None = None  # while refreshes fail: when the last warning went out
         self._thread = threading.Thread(target=self._run, name="loraflow-routes", daemon=True)
 
     def start(self) -> RouteCache:
@@ -55,18 +58,31 @@ class RouteCache:
 
     def refresh(self) -> None:
         """Reload every known route, and learn the registry's new names (for /v1/models)."""
+        failed: list[str] = []
         if self._names is not None:
             try:
                 for name in self._names():
                     self._routes.setdefault(name, None)
             except SQLAlchemyError as exc:
-                log.warning("routes: listing the registered models failed (%s)", type(exc).__name__)
+                failed.append(f"listing the registered models ({type(exc).__name__})")
         for name in list(self._routes):
             try:
                 self._routes[name] = self._load(name)
             except SQLAlchemyError as exc:  # keep serving the last good route through a database outage
-                log.warning("routes: refresh of %s failed (%s); keeping the cached route", name,
-                            type(exc).__name__)
+                failed.append(f"{name} ({type(exc).__name__})")
+        self._report(failed)
+
+    def _report(self, failed: list[str]) -> None:
+        """One warning when refreshes start failing and one every WARN_EVERY_S after, not one per route every
+        second of an outage; one line when they work again."""
+        now = time.monotonic()
+        if not failed:
+            if self._warned_at is not None:
+                log.warning("routes: refreshed again from the registry")
+            self._warned_at = None
+        elif self._warned_at is None or now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            log.warning("routes: refresh failed for %s; serving the cached routes", ", ".join(failed[:5]))
 
     def _run(self) -> None:
         while not self._stop.wait(self._refresh_s):

@@ -145,3 +145,20 @@ def _registry_url(backend: str, tmp_path: Path) -> str:
         connection.execute(text("DROP SCHEMA IF EXISTS gateway_buffer CASCADE"))
         connection.execute(text("CREATE SCHEMA gateway_buffer"))
     return f"{url}?options=-csearch_path%3Dgateway_buffer"
+
+
+def test_the_outage_warning_names_the_cause_without_the_rows(tmp_path: Path, caplog):
+    """SQLAlchemy's message carries the statement and ten rows of parameters (user ids among them): the log
+    gets the driver's first line only."""
+    def down(events: list[dict]) -> None:
+        raise OperationalError("INSERT INTO exposures ...", [{"unit_id": "alice@example.com"}],
+                               ConnectionRefusedError("connection refused\nis the server running?"))
+
+    buffer = ExposureBuffer(down, tmp_path / "spill.jsonl", interval_s=0.01, max_backoff_s=0.02).start()
+    buffer.add(_exposure(1))
+    deadline = time.monotonic() + 5
+    while not buffer.failures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    buffer.close(timeout_s=0.1)
+    (warning,) = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    assert "connection refused" in warning and "alice" not in warning and "INSERT" not in warning
