@@ -27,7 +27,8 @@ def build_gateway(registry: Registry, api_keys: list[str], *, default_base_url: 
     spill = spill_path or loraflow_home() / "gateway-exposures.jsonl"
     spill.parent.mkdir(parents=True, exist_ok=True)
     return Gateway(routes=RouteCache(models.route, refresh_s, names=models.names).start(),
-                   exposures=ExposureBuffer(traffic.write, spill, interval_s=flush_interval_s).start(),
+                   exposures=ExposureBuffer(traffic.write, spill, interval_s=flush_interval_s,
+                                            probe=traffic.ping).start(),
                    api_keys=frozenset(api_keys), default_base_url=default_base_url,
                    upstream_api_key=upstream_api_key,
                    capture=Capture(capture_dir).start() if capture_dir is not None else None)

@@ -142,6 +142,11 @@ class TrafficStore:
             for shape, params in shapes.items():
                 connection.execute(_result_update(shape), params)
 
+    def ping(self) -> None:
+        """One round trip to the database, raising while it is away (a pooled connection proves nothing)."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
     def exposures(self, experiment_id: int, since: datetime | None = None) -> list[Exposure]:
         with Session(self.engine, expire_on_commit=False) as session:
             query = select(Exposure).where(Exposure.experiment_id == experiment_id)

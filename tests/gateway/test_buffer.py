@@ -162,3 +162,26 @@ def test_the_outage_warning_names_the_cause_without_the_rows(tmp_path: Path, cap
     buffer.close(timeout_s=0.1)
     (warning,) = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
     assert "connection refused" in warning and "alice" not in warning and "INSERT" not in warning
+
+
+def test_pending_is_counted_in_memory_so_healthz_never_reads_the_spill(tmp_path: Path, monkeypatch):
+    """`/healthz` asks `pending` on the event loop, and an outage can grow the spill file to megabytes; while
+    the database is away the writer does not read the file either."""
+    db = FlakyStore(tmp_path / "r.db")
+    db.down = True
+    spill = tmp_path / "spill.jsonl"
+    spill.write_text("".join(json.dumps(_exposure(i)) + "\n" for i in range(20)))  # left by the last gateway
+    buffer = ExposureBuffer(db.write, spill, interval_s=0.01, max_backoff_s=0.02).start()
+    for i in range(20, 25):
+        buffer.add(_exposure(i))
+    deadline = time.monotonic() + 5
+    while buffer.failures < 2 and time.monotonic() < deadline:  # retrying now: it tries the database first
+        time.sleep(0.01)
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "read_text", lambda *a, **k: pytest.fail("pending read a file"))
+        patched.setattr(Path, "open", lambda *a, **k: pytest.fail("pending read a file"))
+        assert buffer.pending == 25
+    db.down = False
+    assert buffer.flush(5)
+    buffer.close()
+    assert db.store.count("exposure") == 25 and buffer.pending == 0
