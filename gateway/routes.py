@@ -1,7 +1,10 @@
 """The gateway's view of the registry: routes cached in memory and refreshed by a background thread.
 
 Requests read only the cache, so a slow or restarting database never holds a request; a model name seen for
-the first time is loaded once (in a worker thread). A refresh that fails keeps the last good route.
+the first time is loaded once (in a worker thread). A refresh that fails keeps the last good route. A name the
+registry does not have is remembered as unknown (a bounded set) and not reloaded at every refresh: reloading
+each made the refresher's work grow with every distinct wrong name a client sent; the registry's list of names
+tells when one appears.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from tasks.release.models import Route
 
 log = logging.getLogger("loraflow.gateway")
 WARN_EVERY_S = 30.0
+MAX_UNKNOWN = 10_000  # past this, the oldest unknown names are forgotten (and looked up again if asked)
 
 
 class RouteCache:
@@ -24,6 +28,8 @@ class RouteCache:
                  names: Callable[[], list[str]] | None = None) -> None:
         self._load, self._refresh_s, self._names = load, refresh_s, names
         self._routes: dict[str, Route | None] = {}
+        self._unknown: dict[str, None] = {}  # asked for, not in the registry: oldest first
+        self._unknown_lock = threading.Lock()
         self._stop = threading.Event()
         self._warned_at: float | None = None  # while refreshes fail: when the last warning went out
         self._thread = threading.Thread(target=self._run, name="loraflow-routes", daemon=True)
@@ -38,7 +44,7 @@ class RouteCache:
         self._thread.join(timeout=5)
 
     def cached(self, name: str) -> bool:
-        return name in self._routes
+        return name in self._routes or name in self._unknown
 
     def model_ids(self) -> list[str]:
         """Every name with a route, and its aliases (`NAME@champion`, `NAME@challenger` when one is set)."""
@@ -50,10 +56,16 @@ class RouteCache:
 
     def get(self, name: str) -> Route | None:
         """The cached route; loads it now when `name` was never seen (raises if the database is down then)."""
-        if name in self._routes:
-            return self._routes[name]
+        if name in self._routes or name in self._unknown:
+            return self._routes.get(name)
         route = self._load(name)
-        self._routes[name] = route
+        if route is not None or self._names is None:  # without a list of names, every name is refreshed
+            self._routes[name] = route
+        else:
+            with self._unknown_lock:
+                self._unknown[name] = None
+                while len(self._unknown) > MAX_UNKNOWN:
+                    del self._unknown[next(iter(self._unknown))]
         return route
 
     def refresh(self) -> None:
@@ -63,6 +75,9 @@ class RouteCache:
             try:
                 for name in self._names():
                     self._routes.setdefault(name, None)
+                    if name in self._unknown:
+                        with self._unknown_lock:
+                            self._unknown.pop(name, None)
             except SQLAlchemyError as exc:
                 failed.append(f"listing the registered models ({type(exc).__name__})")
         for name in list(self._routes):
