@@ -27,6 +27,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -223,6 +224,7 @@ def main() -> None:
         upstream.terminate()
         if isinstance(db, bench.Postgres):
             db.stop()
+        shutil.rmtree(scratch, ignore_errors=True)  # a database, spill files and logs per run
 
 
 def _report(args, seen, exposures, outcomes, dead_users, dead_outcomes, exits) -> None:
