@@ -34,10 +34,7 @@ def gateway(port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 
     """Route /v1/chat/completions by the registry's champion/challenger with sticky A/B; log exposures.
     SIGTERM or Ctrl-C stops accepting, drains the events to the database within --drain-s, spills the rest
     for the next start, and exits 0."""
-    import uvicorn
-
-    from gateway.app import create_app
-    from gateway.server import build_gateway
+    from gateway.server import build_gateway, serve
     from tasks.registry import Registry
 
     try:
@@ -54,7 +51,7 @@ def gateway(port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 
     previous = {sig: signal.signal(sig, lambda signum, frame: stopped.append(signum))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        uvicorn.run(create_app(built), host=host, port=port, access_log=False, ws="none")
+        serve(built, host, port)
     finally:
         built.exposures.close(timeout_s=drain_s)
         built.routes.close()

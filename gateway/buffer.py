@@ -36,11 +36,20 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout | OSError)
 
 
+def _cause(exc: BaseException) -> str:
+    """The driver's first line: SQLAlchemy's message goes on with the statement and ten rows of parameters,
+    user ids among them, which do not belong in a log."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
 class ExposureBuffer:
     def __init__(self, write: Writer, spill_path: Path, *, batch: int = 500, interval_s: float = 0.2,
                  max_events: int = 50_000, max_backoff_s: float = 2.0, dead_letter_path: Path | None = None,
-                 transient: Callable[[BaseException], bool] = database_unavailable) -> None:
+                 transient: Callable[[BaseException], bool] = database_unavailable,
+                 probe: Callable[[], None] | None = None) -> None:
         self._write, self.spill_path, self._transient = write, spill_path, transient
+        self._probe = probe or (lambda: write([]))  # raises while the database is away
         self.dead_letter_path = dead_letter_path or spill_path.with_name(f"{spill_path.stem}.dead.jsonl")
         self._batch, self._interval, self._max, self._max_backoff = (batch, interval_s, max_events,
                                                                      max_backoff_s)
@@ -55,6 +64,9 @@ class ExposureBuffer:
         self.dead_lettered = 0
         self.failing_since: float | None = None
         self._warned_at = 0.0
+        # lines in the spill files, kept here so that `pending` (asked by /healthz on the event loop) never
+        # reads a file that an outage can grow to megabytes; counted from disk once, at start
+        self._spilled = self._spilled_count()
 
     def start(self) -> ExposureBuffer:
         self._thread.start()
@@ -69,7 +81,7 @@ class ExposureBuffer:
 
     @property
     def pending(self) -> int:
-        return len(self._events) + self._spilled_count()
+        return len(self._events) + self._spilled
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything added so far is written; False if the database did not take it in time."""
@@ -101,6 +113,10 @@ class ExposureBuffer:
                 self._stop.wait(backoff)
             self._wake.clear()
             try:
+                if self.failing_since is not None:
+                    # the database first: the spill is read and parsed once the database answers, not at
+                    # every retry of an outage (50,000 spilled events took 230 ms of the GIL each time)
+                    self._probe()
                 self._drain_spill()
                 # only what is here now: looping until empty would chase a busy stream with tiny batches
                 # and split each exposure from its result (an insert, then an update) instead of writing
@@ -115,7 +131,7 @@ class ExposureBuffer:
                 if time.monotonic() - self._warned_at >= WARN_EVERY_S:
                     self._warned_at = time.monotonic()
                     log.warning("exposures: the database is unavailable (%s: %s); %d pending, retrying every "
-                                "%.2fs", type(exc).__name__, exc, self.pending, backoff)
+                                "%.2fs", type(exc).__name__, _cause(exc), self.pending, backoff)
                 self._spill_excess()
 
     def _spill_excess(self) -> None:
@@ -166,13 +182,13 @@ class ExposureBuffer:
             out.writelines(json.dumps(event, default=str) + "\n" for event in events)
             out.flush()
             os.fsync(out.fileno())
+            self._spilled += len(events)
 
     def _spilled_count(self) -> int:
         total = 0
         for path in (self.spill_path, self.spill_path.with_suffix(".draining")):
             try:
-                with path.open(encoding="utf-8") as spilled:
-                    total += sum(1 for _ in spilled)
+                total += len(path.read_text(encoding="utf-8", errors="replace").splitlines())
             except FileNotFoundError:
                 pass
         return total
@@ -183,12 +199,14 @@ class ExposureBuffer:
         claimed = self.spill_path.with_suffix(".draining")
         while True:
             if not claimed.exists():
-                if not self.spill_path.exists():
-                    return
                 with self._file_lock:
+                    if not self.spill_path.exists():
+                        self._spilled = 0  # neither file: nothing is on disk, whatever was counted
+                        return
                     os.replace(self.spill_path, claimed)
             events = []
-            for line in claimed.read_text(encoding="utf-8", errors="replace").splitlines():
+            lines = claimed.read_text(encoding="utf-8", errors="replace").splitlines()
+            for line in lines:
                 try:
                     event = json.loads(line) if line.strip() else None
                 except ValueError as exc:  # a line torn by a crash mid-append, or edited by hand
@@ -198,5 +216,7 @@ class ExposureBuffer:
                     events.append(event)
             for begin in range(0, len(events), self._batch):
                 self._write_safely(events[begin:begin + self._batch])
-            claimed.unlink()
+            with self._file_lock:
+                claimed.unlink()
+                self._spilled -= len(lines)
             self.written += len(events)

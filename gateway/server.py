@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
-from gateway.app import Gateway
+from gateway.app import Gateway, create_app
 from gateway.buffer import ExposureBuffer
 from gateway.capture import Capture
 from gateway.routes import RouteCache
@@ -26,7 +27,22 @@ def build_gateway(registry: Registry, api_keys: list[str], *, default_base_url: 
     spill = spill_path or loraflow_home() / "gateway-exposures.jsonl"
     spill.parent.mkdir(parents=True, exist_ok=True)
     return Gateway(routes=RouteCache(models.route, refresh_s, names=models.names).start(),
-                   exposures=ExposureBuffer(traffic.write, spill, interval_s=flush_interval_s).start(),
+                   exposures=ExposureBuffer(traffic.write, spill, interval_s=flush_interval_s,
+                                            probe=traffic.ping).start(),
                    api_keys=frozenset(api_keys), default_base_url=default_base_url,
                    upstream_api_key=upstream_api_key,
                    capture=Capture(capture_dir).start() if capture_dir is not None else None)
+
+
+def serve(gateway: Gateway, host: str, port: int, log_level: str = "info") -> None:
+    """Serve `gateway` with uvicorn in the foreground until SIGTERM or SIGINT: uvloop and httptools when
+    installed (the `gateway` extra), no access log, and every object alive at start moved out of the garbage
+    collector's reach (`gc.freeze`). A full collection over the imported libraries (about 130,000 objects)
+    took 40-300 ms on two cores, a pause that every request in flight would share."""
+    import uvicorn
+
+    app = create_app(gateway)
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=host, port=port, access_log=False, ws="none", loop="auto", http="auto",
+                log_level=log_level)

@@ -4,9 +4,12 @@ mid-outage."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
+import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from gateway.buffer import ExposureBuffer
@@ -110,3 +113,75 @@ def test_a_spill_file_with_a_torn_line_is_replayed_once_and_the_line_dead_letter
     buffer.close()
     assert db.store.count("exposure") == 20 and not spill.exists()
     assert buffer.dead_lettered == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_results_after_their_exposures_batch_fill_the_rows(tmp_path: Path, backend: str):
+    """A result whose exposure went out in an earlier batch updates that row (one executemany per shape of
+    result: full ones from the gateway, partial ones from replays and tests)."""
+    store = TrafficStore(Registry.open(_registry_url(backend, tmp_path)).engine)
+    store.write([_exposure(i) for i in range(6)])
+    full = {"http_status": 200, "ttft_ms": None, "latency_ms": 12.5, "prompt_tokens": 5,
+            "completion_tokens": 1, "cost_usd": 0.001, "schema_valid": None, "refusal": False,
+            "served_model": "m2", "fallback": True}
+    store.write([*({"kind": "result", "request_id": f"r{i}", **full} for i in range(3)),
+                 {"kind": "result", "request_id": "r3", "http_status": 502},
+                 {"kind": "result", "request_id": "r4", "http_status": 502},
+                 {"kind": "result", "request_id": "unknown", **full}])
+    rows = {e.request_id: e for e in store.exposures(1)}
+    assert all(rows[f"r{i}"].latency_ms == 12.5 and rows[f"r{i}"].served_model == "m2"
+               and rows[f"r{i}"].fallback for i in range(3))
+    assert rows["r3"].http_status == rows["r4"].http_status == 502 and rows["r3"].latency_ms is None
+    assert rows["r5"].http_status is None and len(rows) == 6
+
+
+def _registry_url(backend: str, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'r.db'}"
+    url = os.environ.get("LORAFLOW_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("needs the PostgreSQL server that .ci/run starts (LORAFLOW_TEST_POSTGRES_URL)")
+    with create_engine(url, isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS gateway_buffer CASCADE"))
+        connection.execute(text("CREATE SCHEMA gateway_buffer"))
+    return f"{url}?options=-csearch_path%3Dgateway_buffer"
+
+
+def test_the_outage_warning_names_the_cause_without_the_rows(tmp_path: Path, caplog):
+    """SQLAlchemy's message carries the statement and ten rows of parameters (user ids among them): the log
+    gets the driver's first line only."""
+    def down(events: list[dict]) -> None:
+        raise OperationalError("INSERT INTO exposures ...", [{"unit_id": "alice@example.com"}],
+                               ConnectionRefusedError("connection refused\nis the server running?"))
+
+    buffer = ExposureBuffer(down, tmp_path / "spill.jsonl", interval_s=0.01, max_backoff_s=0.02).start()
+    buffer.add(_exposure(1))
+    deadline = time.monotonic() + 5
+    while not buffer.failures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    buffer.close(timeout_s=0.1)
+    (warning,) = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    assert "connection refused" in warning and "alice" not in warning and "INSERT" not in warning
+
+
+def test_pending_is_counted_in_memory_so_healthz_never_reads_the_spill(tmp_path: Path, monkeypatch):
+    """`/healthz` asks `pending` on the event loop, and an outage can grow the spill file to megabytes; while
+    the database is away the writer does not read the file either."""
+    db = FlakyStore(tmp_path / "r.db")
+    db.down = True
+    spill = tmp_path / "spill.jsonl"
+    spill.write_text("".join(json.dumps(_exposure(i)) + "\n" for i in range(20)))  # left by the last gateway
+    buffer = ExposureBuffer(db.write, spill, interval_s=0.01, max_backoff_s=0.02).start()
+    for i in range(20, 25):
+        buffer.add(_exposure(i))
+    deadline = time.monotonic() + 5
+    while buffer.failures < 2 and time.monotonic() < deadline:  # retrying now: it tries the database first
+        time.sleep(0.01)
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "read_text", lambda *a, **k: pytest.fail("pending read a file"))
+        patched.setattr(Path, "open", lambda *a, **k: pytest.fail("pending read a file"))
+        assert buffer.pending == 25
+    db.down = False
+    assert buffer.flush(5)
+    buffer.close()
+    assert db.store.count("exposure") == 25 and buffer.pending == 0

@@ -23,7 +23,7 @@ from gateway.routes import RouteCache
 from gateway.server import build_gateway
 from providers.loopback import ThreadedServer
 from tasks.registry import Registry
-from tasks.release.models import ModelRegistry
+from tasks.release.models import Arm, ModelRegistry, Route
 from tasks.release.traffic import Outcome
 from tests.gateway.upstream import upstream_app
 
@@ -137,6 +137,27 @@ def test_unknown_routes_and_methods_answer_in_openais_shape(edge) -> None:
     for method, path, status in (("GET", "/v1/nothing", 404), ("GET", "/v1/chat/completions", 405)):
         answer = edge["http"].request(method, path)
         assert answer.status_code == status and "error" in answer.json()
+
+
+def test_wrong_model_names_are_remembered_not_reloaded_at_every_refresh() -> None:
+    """Each distinct wrong name a client sent used to join the routes reloaded every second; now it is looked
+    up once, and the registry's list of names tells when it appears."""
+    registered, loads = {"assistant"}, []
+
+    def load(name: str) -> Route | None:
+        loads.append(name)
+        return Route(name, Arm(1, "m", None, None, None)) if name in registered else None
+
+    routes = RouteCache(load, names=lambda: sorted(registered))
+    routes.refresh()
+    assert [routes.get(f"typo-{i}") for i in range(100)] == [None] * 100
+    assert all(routes.cached(f"typo-{i}") for i in range(100))
+    loads.clear()
+    routes.refresh()
+    assert loads == ["assistant"]
+    registered.add("typo-7")  # registered later: routed from the next refresh on
+    routes.refresh()
+    assert routes.get("typo-7") is not None and routes.get("typo-8") is None
 
 
 def test_an_unexpected_exception_is_a_500_with_an_incident_id_not_a_bare_page(tmp_path: Path) -> None:
