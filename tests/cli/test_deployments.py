@@ -165,5 +165,6 @@ def test_deploy_to_the_kubernetes_pool_creates_it_and_runs_from_the_image(server
     kind, pool, entrypoint, pull_steps, job_variables, variables = json.loads(done.stdout.splitlines()[-1])
     assert (kind, pool, entrypoint) == ("kubernetes", "loraflow-kubernetes", "flows/finetune.py:finetune")
     assert not pull_steps  # the code is in the image: nothing to pull, no path of this machine
-    assert job_variables == {"image": "ghcr.io/acme/loraflow:0.1.0"}
+    assert job_variables == {"image": "ghcr.io/acme/loraflow:0.1.0",
+                             "env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}}  # cli/zombies.py
     assert {"gpus", "node_selector", "keys_secret", "shm_size"} <= set(variables)

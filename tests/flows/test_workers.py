@@ -5,7 +5,7 @@ directory with its own LORAFLOW_HOME, PREFECT_HOME and temporary folder.
 The quickstart is deployed with `loraflow deploy --run-root s3://bucket/runs` and triggered RUNS times over
 DATASETS different splits (data.split_salt), so runs on the same data race each other for one upload and one
 job. Then a worker is killed while its run polls the job; the zombie automation that `loraflow deploy` saved
-marks the run Crashed once its heartbeats stop (here after 40 s), it is retried with `prefect flow-run retry`,
+marks the run Crashed once its heartbeats stop (here after 60 s), it is retried with `prefect flow-run retry`,
 and the other worker finishes it.
 
 Needs the PostgreSQL server .ci/run starts (LORAFLOW_TEST_POSTGRES_URL). About two minutes on 2 cores.
@@ -108,7 +108,13 @@ class Machines:
                           "--limit", "1"], env, own)
 
     def ran_on(self, flow_run: UUID) -> list[str]:
-        return [name for name in ("worker-a", "worker-b") if str(flow_run) in self.log(name)]
+        """The workers that started the run: each submission a worker tried, less those the server refused
+        because the other worker had it already (workers race for a run; one wins)."""
+        def started(log: str) -> bool:
+            return (log.count(f"submitting flow run '{flow_run}'")
+                    > log.count(f"Aborted submission of flow run '{flow_run}'"))
+
+        return [name for name in ("worker-a", "worker-b") if started(self.log(name))]
 
     def kill(self, name: str) -> None:
         """The machine is lost: the worker and every process it started, at once."""
@@ -138,7 +144,7 @@ def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machines]:
         api = f"http://127.0.0.1:{free_port()}/api"
         env = {**os.environ, **s3, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-               "LORAFLOW_REGISTRY_URL": registry_url, "PYTHONPATH": str(REPO), SILENCE_ENV: "40"}
+               "LORAFLOW_REGISTRY_URL": registry_url, "PYTHONPATH": str(REPO), SILENCE_ENV: "60"}
         env.pop("LORAFLOW_RUN_ROOT", None)
         machines = Machines(root, env)
         try:
