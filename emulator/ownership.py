@@ -46,6 +46,17 @@ def try_lock(handle: IO[bytes], kind: int) -> bool:
     return True
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (Linux /proc): a zombie does not, though its id is still taken."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    except IndexError:
+        return True
+    return state not in ("Z", "X")
+
+
 def owned(state_dir: Path) -> bool:
     """Whether an emulator serves `state_dir` now."""
     with open_lock(state_dir / OWNER_LOCK) as probe:

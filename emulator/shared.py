@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.ownership import claim, endpoint, open_lock, owned, try_lock
+from emulator.ownership import claim, endpoint, open_lock, owned, process_alive, try_lock
 from emulator.server import EmulatorServer
 from providers.errors import ConfigError
 
@@ -75,20 +75,10 @@ def _served(state_dir: Path, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while owned(state_dir):
         found = endpoint(state_dir)
-        if found is None or _alive(found.pid) or time.monotonic() > deadline:
+        if found is None or process_alive(found.pid) or time.monotonic() > deadline:
             return True
         time.sleep(0.05)
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    except IndexError:
-        return True
-    return state not in ("Z", "X")
 
 
 def _running(state_dir: Path, timeout_s: float) -> SharedEmulator:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from cli.deployments import REPO
+from emulator.ownership import process_alive
 from tests.browser.test_ui import _children
 from tests.conftest import QUICKSTART
 
@@ -31,14 +32,8 @@ def test_kill_9_of_a_run_leaves_no_prefect_server_behind(tmp_path: Path) -> None
     run.send_signal(signal.SIGKILL)
     run.wait()
     deadline = time.monotonic() + 30
-    while _alive(server) and time.monotonic() < deadline:
+    while process_alive(server) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(server), f"the Prefect server {server} outlived its run"
+    assert not process_alive(server), f"the Prefect server {server} outlived its run"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.ownership import ENDPOINT, claim, owned
+from emulator.ownership import ENDPOINT, claim, owned, process_alive
 from emulator.shared import GRACE_S, POLL_S, serve_while_used, shared_emulator
 from providers.errors import ConfigError
 
@@ -30,19 +30,13 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _ends(pid: int, within_s: float = 15.0) -> bool:
     deadline = time.monotonic() + within_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return not _alive(pid)
+    return not process_alive(pid)
 
 
 def test_later_users_share_the_first_ones_emulator_which_outlives_it_until_the_last_leaves(
@@ -92,7 +86,7 @@ def test_a_kill_9_of_its_only_user_leaves_no_emulator_behind(tmp_path: Path) -> 
     user = subprocess.Popen([sys.executable, "-c", _USER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
                             text=True)
     pid = int(user.stdout.readline())
-    assert _alive(pid)
+    assert process_alive(pid)
     user.send_signal(signal.SIGKILL)
     user.wait(timeout=10)
     assert _ends(pid, within_s=GRACE_S + 10), f"emulator {pid} outlived the kill -9 of its only user"
