@@ -1,7 +1,9 @@
 # Sourced by .ci/run: a throwaway PostgreSQL on 127.0.0.1 for the registry tests that need a real server.
 # Exports LORAFLOW_TEST_POSTGRES_URL; the server and its data directory go away when the shell exits.
 start_postgres() {
-    local bin port=55432
+    local bin port
+    # a free port: a fixed one is shared by every session on a shared machine
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
     if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
