@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from emulator import EmulatorServer, Timeline
 from providers.base import (
     Decoding,
     JobRef,
@@ -26,6 +28,15 @@ from providers.base import (
 )
 from providers.errors import ConfigError, ProviderError, TransientProviderError
 from tests.conftest import QUICKSTART
+
+
+def contract_emulator(finishing_s: float = 0.0) -> Iterator[EmulatorServer]:
+    """The body of a module's `emulator` fixture: the loopback emulator on a timeline where a job takes a
+    fraction of a second, with the key the contract tests use."""
+    fast = Timeline(validating_s=0.05, queued_s=0.05, steps=5, step_s=0.05, finishing_s=finishing_s)
+    with EmulatorServer(api_key="contract-key", timeline=fast) as server:
+        yield server
+
 
 SPEC = TrainingSpec(base_model="gpt-4o-mini-2024-07-18", epochs=1, seed=1, suffix="contract")
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from emulator import EmulatorServer, FaultRule, Timeline
+from emulator import EmulatorServer, FaultRule
 from providers.fake import FakeProvider
 from providers.openai.adapter import OpenAIOptions, OpenAIProvider
-from tests.providers.contract import ProviderContract
+from tests.providers.contract import ProviderContract, contract_emulator
 from tests.providers.openai.stub import OpenAIStub
 
 
@@ -26,9 +26,7 @@ class TestFakeProvider(ProviderContract):
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorServer]:
-    fast = Timeline(validating_s=0.05, queued_s=0.05, steps=5, step_s=0.05)
-    with EmulatorServer(api_key="contract-key", timeline=fast) as server:
-        yield server
+    yield from contract_emulator()
 
 
 class TestOpenAIOnEmulator(ProviderContract):

@@ -7,17 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from emulator import EmulatorServer, FaultRule, Timeline
+from emulator import EmulatorServer, FaultRule
 from providers.azure_openai.adapter import AzureOpenAIProvider
 from providers.base import ServesModels
-from tests.providers.contract import ProviderContract
+from tests.providers.contract import ProviderContract, contract_emulator
 
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorServer]:
-    fast = Timeline(validating_s=0.05, queued_s=0.05, steps=5, step_s=0.05)
-    with EmulatorServer(api_key="contract-key", timeline=fast) as server:
-        yield server
+    yield from contract_emulator()
 
 
 class TestAzureOpenAIOnEmulator(ProviderContract):

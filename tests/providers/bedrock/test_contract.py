@@ -11,13 +11,13 @@ import pytest
 
 pytest.importorskip("boto3", reason="the bedrock extra is not installed")
 
-from emulator import EmulatorServer, FaultRule, Timeline
+from emulator import EmulatorServer, FaultRule
 from providers.base import JobState, PreparedDataset, TrainingSpec
 from providers.bedrock.adapter import BedrockProvider
 from providers.bedrock.client import BedrockOptions, job_name
 from providers.errors import PermanentProviderError
 from tests.providers.bedrock.stub import BedrockStub
-from tests.providers.contract import ProviderContract, finish
+from tests.providers.contract import ProviderContract, contract_emulator, finish
 
 NOVA = "amazon.nova-lite-v1:0:300k"
 SPEC = TrainingSpec(base_model=NOVA, epochs=1, seed=1, suffix="contract")
@@ -27,9 +27,7 @@ OPTIONS = {"bucket": "loraflow-ft", "role_arn": "arn:aws:iam::123456789012:role/
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorServer]:
-    fast = Timeline(validating_s=0.05, queued_s=0.05, steps=5, step_s=0.05, finishing_s=0.05)
-    with EmulatorServer(api_key="contract-key", timeline=fast) as server:
-        yield server
+    yield from contract_emulator(finishing_s=0.05)
 
 
 class TestBedrockOnEmulator(ProviderContract):

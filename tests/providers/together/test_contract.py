@@ -9,10 +9,10 @@ import pytest
 
 together = pytest.importorskip("together", reason="the together extra is not installed")
 
-from emulator import EmulatorServer, FaultRule, Timeline
+from emulator import EmulatorServer, FaultRule
 from providers.base import TrainingSpec
 from providers.together.adapter import TogetherOptions, TogetherProvider
-from tests.providers.contract import ProviderContract
+from tests.providers.contract import ProviderContract, contract_emulator
 from tests.providers.together.stub import TogetherStub
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
@@ -21,9 +21,7 @@ SPEC = TrainingSpec(base_model=LLAMA, epochs=1, seed=1, suffix="contract", lora_
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorServer]:
-    fast = Timeline(validating_s=0.05, queued_s=0.05, steps=5, step_s=0.05, finishing_s=0.05)
-    with EmulatorServer(api_key="contract-key", timeline=fast) as server:
-        yield server
+    yield from contract_emulator(finishing_s=0.05)
 
 
 class TestTogetherOnEmulator(ProviderContract):

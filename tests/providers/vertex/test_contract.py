@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("google.genai", reason="the vertex extra is not installed")
 
-from emulator import EmulatorServer, FaultRule, Timeline
+from emulator import EmulatorServer, FaultRule
 from providers.base import PreparedDataset, TrainingSpec
 from providers.vertex.adapter import VertexProvider, idempotency_tag
-from tests.providers.contract import ProviderContract
+from tests.providers.contract import ProviderContract, contract_emulator
 from tests.providers.vertex.stub import VertexStub
 
 SPEC = TrainingSpec(base_model="gemini-3.5-flash", epochs=1, seed=1, suffix="contract", lora_r=4)
@@ -24,9 +24,7 @@ NO_RETRIES = {"retry_attempts": 1, "retry_initial_delay_s": 0.01, "gcs_retry_tim
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorServer]:
-    fast = Timeline(validating_s=0.05, queued_s=0.05, steps=5, step_s=0.05, finishing_s=0.05)
-    with EmulatorServer(api_key="contract-key", timeline=fast) as server:
-        yield server
+    yield from contract_emulator(finishing_s=0.05)
 
 
 class TestVertexOnEmulator(ProviderContract):
